@@ -1,0 +1,1 @@
+"""The edge agent that runs on the Raspberry Pi beside a pole."""

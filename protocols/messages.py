@@ -1,0 +1,412 @@
+"""MQTT payloads between edge nodes and the fleet manager: typed, strictly validated JSON.
+
+The session model follows Sparkplug B: a node's session starts with a birth carrying `bd_seq`;
+the MQTT will, registered at CONNECT with the same `bd_seq`, is its death; every message after
+the birth carries `seq` (0 in the birth, +1 per message) so the fleet sees gaps and asks for a
+rebirth. Unlike Sparkplug, payloads are JSON (readable with `mosquitto_sub`), and alarms and
+buffered records go at QoS 1 from the node's durable outbox; records replayed from that outbox
+say `historical: true`.
+
+Versioning: every payload carries `v`, the contract's major version. Within a version, fields
+are only ever added, as optional, and readers ignore fields they do not know, so a fleet and
+nodes of different releases still understand each other. A change that old readers would get
+wrong gets a new `v` (and topic prefix), and the reader refuses it as `unknown-version`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+from msgspec import Meta
+
+from protocols import CONTRACT_VERSION
+from protocols.errors import (
+    ContractError,
+    InvalidJson,
+    InvalidUtf8,
+    InvalidValue,
+    MissingField,
+    OutOfRange,
+    PayloadTooLarge,
+    UnknownMessageType,
+    UnknownVersion,
+    WrongType,
+)
+from protocols.topics import ID_PATTERN, Kind
+
+SUPPORTED_VERSIONS: Final = frozenset({CONTRACT_VERSION})
+
+# --- field types -----------------------------------------------------------------------------
+
+EpochMs = Annotated[int, Meta(ge=0, le=2**53, description="milliseconds since the Unix epoch, UTC")]
+BdSeq = Annotated[int, Meta(ge=0, le=255, description="birth/death sequence, wraps 255 -> 0")]
+Seq = Annotated[int, Meta(ge=0, le=2**32 - 1, description="per-session message counter, birth is 0")]
+Id = Annotated[str, Meta(pattern=ID_PATTERN, description="a-z, 0-9, '.', '_', '-'; at most 64")]
+Version = Annotated[str, Meta(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$", max_length=64)]
+Name = Annotated[str, Meta(min_length=1, max_length=128)]
+Text = Annotated[str, Meta(max_length=2000)]
+Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Celsius = Annotated[float, Meta(ge=-60.0, le=150.0)]
+Percent = Annotated[float, Meta(ge=0.0, le=100.0)]
+ConfigValue = str | int | float | bool
+OutputValue = str | int | float | bool | None | list[str]
+
+
+class _Struct(msgspec.Struct, kw_only=True, frozen=True):
+    pass
+
+
+class _Part(_Struct, omit_defaults=True, kw_only=True):
+    """A nested part of a message: fields left at their default are not sent."""
+
+
+class _Message(_Struct, tag_field="type", kw_only=True):
+    v: int = CONTRACT_VERSION
+    ts: EpochMs
+
+
+class _SessionMessage(_Message, kw_only=True):
+    """Sent by a node inside a session: carries the session counter."""
+
+    seq: Seq
+
+
+class _Record(_SessionMessage, kw_only=True):
+    """May sit in the node's outbox and be replayed later."""
+
+    historical: bool = False
+
+
+# --- node -> fleet ----------------------------------------------------------------------------
+
+
+class ControllerInfo(_Part, kw_only=True):
+    link: Literal["serial", "gpio"]
+    firmware_version: Version | None = None
+    reset_cause: Literal["power-on", "watchdog", "soft", "brown-out", "unknown"] | None = None
+
+
+class CameraInfo(_Part, kw_only=True):
+    camera_id: Id
+    name: Name
+    model: Name | None = None
+
+
+class NodeBirth(_SessionMessage, tag="birth", kw_only=True):
+    bd_seq: BdSeq
+    site_id: Id
+    hardware: Name
+    agent_version: Version
+    controller: ControllerInfo | None = None
+    cameras: Annotated[list[CameraInfo], Meta(max_length=64)] = []
+    bells: Annotated[list[Id], Meta(max_length=8)] = []
+    capabilities: Annotated[list[Name], Meta(max_length=64)] = []
+
+    def __post_init__(self) -> None:
+        if self.seq != 0:
+            raise ValueError(f"a birth starts its session at seq 0, not {self.seq}")
+
+
+class NodeDeath(_Message, tag="death", kw_only=True):
+    bd_seq: BdSeq
+
+
+class CameraHealth(_Part, kw_only=True):
+    camera_id: Id
+    reachable: bool
+    fps: Annotated[float, Meta(ge=0, le=1000)] | None = None
+    bitrate_kbps: Annotated[float, Meta(ge=0, le=10_000_000)] | None = None
+
+
+class StorageHealth(_Part, kw_only=True):
+    device: Name
+    health: Literal["ok", "warning", "failing", "unknown"]
+    free_bytes: Count | None = None
+    wear_pct: Percent | None = None
+    read_only: bool = False
+
+
+class Readings(_Part, kw_only=True):
+    """One sample of everything a node measures; absent means not measured."""
+
+    uptime_s: Count | None = None
+    cpu_temp_c: Celsius | None = None
+    throttled: bool | None = None
+    mem_used_pct: Percent | None = None
+    disk_free_bytes: Count | None = None
+    clock_synced: bool | None = None
+    controller_temp_c: Celsius | None = None
+    supply_v: Annotated[float, Meta(ge=0.0, le=60.0)] | None = None
+    controller_heap_free: Count | None = None
+    link_errors: Count | None = None
+    outbox_backlog: Count | None = None
+    outbox_dropped: Count | None = None
+    cameras: Annotated[list[CameraHealth], Meta(max_length=64)] = []
+    storage: Annotated[list[StorageHealth], Meta(max_length=16)] = []
+
+
+class Telemetry(_Record, tag="telemetry", kw_only=True):
+    readings: Readings
+
+
+EventCategory = Literal[
+    "door",
+    "tamper",
+    "temperature",
+    "supply",
+    "storage",
+    "camera",
+    "link",
+    "controller",
+    "bell-circuit",
+    "bell-stuck",
+    "system",
+]
+
+
+class Event(_Record, tag="event", kw_only=True):
+    event_id: Id
+    category: EventCategory
+    state: Literal["raised", "cleared", "info"]
+    severity: Literal["info", "minor", "major", "critical"]
+    component: Id | None = None
+    value: float | None = None
+    detail: Text = ""
+
+
+class BellAlarm(_Record, tag="alarm", kw_only=True):
+    alarm_id: Id
+    bell_id: Id
+    pressed_at: EpochMs
+    source: Literal["controller", "gpio"]
+    presses: Annotated[int, Meta(ge=1, le=10_000)] = 1  # presses folded into this alarm
+
+
+class RecordingSegment(_Part, tag_field="record", tag="segment", kw_only=True):
+    camera_id: Id
+    start: EpochMs
+    end: EpochMs
+    bytes: Count
+    codec: Name
+    width: Annotated[int, Meta(ge=1, le=16384)]
+    height: Annotated[int, Meta(ge=1, le=16384)]
+    fps: Annotated[float, Meta(gt=0, le=1000)]
+    bitrate_kbps: Annotated[float, Meta(ge=0, le=10_000_000)]
+    bookmarks: Annotated[list[Id], Meta(max_length=16)] = []
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"segment ends ({self.end}) before it starts ({self.start})")
+
+
+class VideoEvent(_Part, tag_field="record", tag="video-event", kw_only=True):
+    camera_id: Id
+    at: EpochMs
+    kind: Literal["motion", "analytics", "video-loss", "tamper"]
+    detail: Text = ""
+    bookmarks: Annotated[list[Id], Meta(max_length=16)] = []
+
+
+class VideoBatch(_Record, tag="video", kw_only=True):
+    records: Annotated[list[RecordingSegment | VideoEvent], Meta(min_length=1, max_length=1000)]
+
+
+CommandStatus = Literal["ok", "failed", "rejected", "expired", "unknown-command"]
+
+
+class CommandResult(_Record, tag="result", kw_only=True):
+    command_id: Id
+    status: CommandStatus
+    detail: Text = ""
+    output: Annotated[dict[Name, OutputValue], Meta(max_length=64)] = {}
+
+
+OtaState = Literal[
+    "queued",
+    "notified",
+    "downloading",
+    "downloaded",
+    "verified",
+    "installing",
+    "restarting",
+    "health-check",
+    "committed",
+    "failed",
+    "rolled-back",
+]
+
+
+class OtaProgress(_Record, tag="ota", kw_only=True):
+    campaign_id: Id
+    release: Version
+    state: OtaState
+    progress: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    detail: Text = ""
+
+
+# --- fleet -> node ----------------------------------------------------------------------------
+
+CommandName = Literal[
+    "ping",
+    "self-test",
+    "lamp",
+    "reboot-controller",
+    "fetch-logs",
+    "set-config",
+    "rebirth",
+]
+
+
+class Command(_Message, tag="command", kw_only=True):
+    command_id: Id
+    name: CommandName
+    issued_by: Name
+    expires_at: EpochMs
+    args: Annotated[dict[Name, ConfigValue], Meta(max_length=32)] = {}
+
+    def __post_init__(self) -> None:
+        if self.expires_at < self.ts:
+            raise ValueError(f"command expires ({self.expires_at}) before it was issued ({self.ts})")
+
+
+class AlarmAck(_Message, tag="alarm-ack", kw_only=True):
+    alarm_id: Id
+    operator: Name
+    lamp: bool = True  # light the pole's "call received" lamp
+
+
+class OtaOffer(_Message, tag="ota-offer", kw_only=True):
+    campaign_id: Id
+    release: Version
+    manifest_url: Annotated[str, Meta(pattern=r"^https?://", max_length=2000)]
+    manifest_sha256: Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+    expires_at: EpochMs
+
+
+class HostState(_Message, tag="host-state", kw_only=True):
+    """Retained by the fleet manager; `online: false` is its own MQTT will."""
+
+    host_id: Id
+    online: bool
+
+
+Message = (
+    NodeBirth
+    | NodeDeath
+    | Telemetry
+    | Event
+    | BellAlarm
+    | VideoBatch
+    | CommandResult
+    | OtaProgress
+    | Command
+    | AlarmAck
+    | OtaOffer
+    | HostState
+)
+
+MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
+    Kind.BIRTH: NodeBirth,
+    Kind.DEATH: NodeDeath,
+    Kind.TELEMETRY: Telemetry,
+    Kind.EVENT: Event,
+    Kind.ALARM: BellAlarm,
+    Kind.VIDEO: VideoBatch,
+    Kind.RESULT: CommandResult,
+    Kind.OTA_PROGRESS: OtaProgress,
+    Kind.COMMAND: Command,
+    Kind.ALARM_ACK: AlarmAck,
+    Kind.OTA_OFFER: OtaOffer,
+    Kind.HOST_STATE: HostState,
+}
+
+# Largest payload accepted per kind: a video batch of 1,000 records fits in 256 KiB.
+MAX_PAYLOAD_BYTES: Final[dict[Kind, int]] = {
+    kind: (256 * 1024 if kind is Kind.VIDEO else 32 * 1024 if kind is Kind.BIRTH else 16 * 1024)
+    for kind in Kind
+}
+
+
+def kind_of(message: Message) -> Kind:
+    return Kind(type(message).__struct_config__.tag)
+
+
+# --- encode / decode --------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[Kind, msgspec.json.Decoder[Any]] = {
+    kind: msgspec.json.Decoder(cls) for kind, cls in MESSAGE_TYPES.items()
+}
+
+
+class _Envelope(msgspec.Struct):
+    v: Any = None
+    type: Any = None
+
+
+_envelope_decoder = msgspec.json.Decoder(_Envelope)
+
+_AT_PATH = re.compile(r" - at `(\$[^`]*)`$")
+
+
+def encode(message: Message) -> bytes:
+    return _encoder.encode(message)
+
+
+def decode(kind: Kind, payload: bytes) -> Message | ContractError:
+    """Decode and validate one payload of the kind its topic names.
+
+    Returns the message or a ContractError saying what was wrong; never raises.
+    """
+    limit = MAX_PAYLOAD_BYTES[kind]
+    if len(payload) > limit:
+        return PayloadTooLarge(f"{kind} payload is {len(payload)} bytes, at most {limit} are accepted")
+    try:
+        # JSON is UTF-8 throughout (RFC 8259), including fields this side would skip.
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return InvalidUtf8(f"not valid UTF-8: {exc.reason} at byte {exc.start}")
+    try:
+        message: Message = _decoders[kind].decode(payload)
+    except msgspec.ValidationError as exc:
+        return _explain(kind, payload, str(exc))
+    except msgspec.DecodeError as exc:
+        return InvalidJson(f"not valid JSON: {exc}")
+    if message.v not in SUPPORTED_VERSIONS:
+        return _unknown_version(message.v)
+    return message
+
+
+def _unknown_version(v: object) -> UnknownVersion:
+    supported = ", ".join(str(s) for s in sorted(SUPPORTED_VERSIONS))
+    return UnknownVersion(f"contract version {v!r} is not supported (this side speaks {supported})", path="$.v")
+
+
+def _explain(kind: Kind, payload: bytes, text: str) -> ContractError:
+    # A payload of another contract version may fail validation for that reason alone: say so.
+    try:
+        envelope = _envelope_decoder.decode(payload)
+    except (msgspec.MsgspecError, UnicodeDecodeError):
+        envelope = None
+    if envelope is not None:
+        if envelope.v not in SUPPORTED_VERSIONS and envelope.v is not None:
+            return _unknown_version(envelope.v)
+        if envelope.type is not None and envelope.type != kind.value:
+            return UnknownMessageType(
+                f"payload says type {envelope.type!r} but the topic carries {kind.value!r}", path="$.type"
+            )
+    match = _AT_PATH.search(text)
+    path = match.group(1) if match else None
+    detail = text[: match.start()] if match else text
+    if detail.startswith("Object missing required field"):
+        return MissingField(detail, path=path)
+    if detail.startswith("Expected `") and ", got `" in detail:
+        return WrongType(detail, path=path)
+    if (
+        detail.startswith("Expected `")
+        and any(op in detail for op in (">=", "<=", " > ", " < ", "length"))
+    ) or detail.startswith("Number out of range"):
+        return OutOfRange(detail, path=path)
+    return InvalidValue(detail, path=path)

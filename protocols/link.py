@@ -76,12 +76,14 @@ def crc16_py(data: bytes, crc: int = 0xFFFF) -> int:
 
 try:  # CPython has the same CRC in C; MicroPython's binascii does not.
     from binascii import crc_hqx as _crc_fast
+
+    _HAVE_FAST_CRC = True
 except ImportError:
-    _crc_fast = None  # type: ignore[assignment]
+    _HAVE_FAST_CRC = False
 
 
 def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    if _crc_fast is not None:
+    if _HAVE_FAST_CRC:
         return _crc_fast(data, crc)
     return crc16_py(data, crc)
 
@@ -411,11 +413,9 @@ class LinkSession:
         return True
 
     def _oldest(self, klass: int) -> int:
-        i = 0
-        for item in self._queue:
+        for i, item in enumerate(self._queue):
             if item.klass == klass:
                 return i
-            i += 1
         return -1
 
     def _count_drop(self, klass: int) -> None:
@@ -432,11 +432,9 @@ class LinkSession:
         if not queue:
             return None
         best = 0
-        i = 0
-        for item in queue:
+        for i, item in enumerate(queue):
             if item.klass < queue[best].klass:
                 best = i
-            i += 1
         return queue.pop(best)
 
     def _alloc_seq(self) -> int:
@@ -464,7 +462,7 @@ class LinkSession:
             self._rto = self.rto_ms
             self.acked += 1
         if frame.seq == 0:
-            if frame.frame_type == T_HEARTBEAT or frame.frame_type == T_ACK:
+            if frame.frame_type in (T_HEARTBEAT, T_ACK):
                 return None
             return frame  # unsequenced data: delivered as is, not acknowledged
         self._ack_due = True

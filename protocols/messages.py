@@ -58,22 +58,22 @@ class _Struct(msgspec.Struct, kw_only=True, frozen=True):
     pass
 
 
-class _Part(_Struct, omit_defaults=True, kw_only=True):
+class _Part(_Struct, omit_defaults=True, kw_only=True, frozen=True):
     """A nested part of a message: fields left at their default are not sent."""
 
 
-class _Message(_Struct, tag_field="type", kw_only=True):
+class _Message(_Struct, tag_field="type", kw_only=True, frozen=True):
     v: int = CONTRACT_VERSION
     ts: EpochMs
 
 
-class _SessionMessage(_Message, kw_only=True):
+class _SessionMessage(_Message, kw_only=True, frozen=True):
     """Sent by a node inside a session: carries the session counter."""
 
     seq: Seq
 
 
-class _Record(_SessionMessage, kw_only=True):
+class _Record(_SessionMessage, kw_only=True, frozen=True):
     """May sit in the node's outbox and be replayed later."""
 
     historical: bool = False
@@ -82,19 +82,19 @@ class _Record(_SessionMessage, kw_only=True):
 # --- node -> fleet ----------------------------------------------------------------------------
 
 
-class ControllerInfo(_Part, kw_only=True):
+class ControllerInfo(_Part, kw_only=True, frozen=True):
     link: Literal["serial", "gpio"]
     firmware_version: Version | None = None
     reset_cause: Literal["power-on", "watchdog", "soft", "brown-out", "unknown"] | None = None
 
 
-class CameraInfo(_Part, kw_only=True):
+class CameraInfo(_Part, kw_only=True, frozen=True):
     camera_id: Id
     name: Name
     model: Name | None = None
 
 
-class NodeBirth(_SessionMessage, tag="birth", kw_only=True):
+class NodeBirth(_SessionMessage, tag="birth", kw_only=True, frozen=True):
     bd_seq: BdSeq
     site_id: Id
     hardware: Name
@@ -109,18 +109,18 @@ class NodeBirth(_SessionMessage, tag="birth", kw_only=True):
             raise ValueError(f"a birth starts its session at seq 0, not {self.seq}")
 
 
-class NodeDeath(_Message, tag="death", kw_only=True):
+class NodeDeath(_Message, tag="death", kw_only=True, frozen=True):
     bd_seq: BdSeq
 
 
-class CameraHealth(_Part, kw_only=True):
+class CameraHealth(_Part, kw_only=True, frozen=True):
     camera_id: Id
     reachable: bool
     fps: Annotated[float, Meta(ge=0, le=1000)] | None = None
     bitrate_kbps: Annotated[float, Meta(ge=0, le=10_000_000)] | None = None
 
 
-class StorageHealth(_Part, kw_only=True):
+class StorageHealth(_Part, kw_only=True, frozen=True):
     device: Name
     health: Literal["ok", "warning", "failing", "unknown"]
     free_bytes: Count | None = None
@@ -128,7 +128,7 @@ class StorageHealth(_Part, kw_only=True):
     read_only: bool = False
 
 
-class Readings(_Part, kw_only=True):
+class Readings(_Part, kw_only=True, frozen=True):
     """One sample of everything a node measures; absent means not measured."""
 
     uptime_s: Count | None = None
@@ -147,7 +147,7 @@ class Readings(_Part, kw_only=True):
     storage: Annotated[list[StorageHealth], Meta(max_length=16)] = []
 
 
-class Telemetry(_Record, tag="telemetry", kw_only=True):
+class Telemetry(_Record, tag="telemetry", kw_only=True, frozen=True):
     readings: Readings
 
 
@@ -166,7 +166,7 @@ EventCategory = Literal[
 ]
 
 
-class Event(_Record, tag="event", kw_only=True):
+class Event(_Record, tag="event", kw_only=True, frozen=True):
     event_id: Id
     category: EventCategory
     state: Literal["raised", "cleared", "info"]
@@ -176,7 +176,7 @@ class Event(_Record, tag="event", kw_only=True):
     detail: Text = ""
 
 
-class BellAlarm(_Record, tag="alarm", kw_only=True):
+class BellAlarm(_Record, tag="alarm", kw_only=True, frozen=True):
     alarm_id: Id
     bell_id: Id
     pressed_at: EpochMs
@@ -184,7 +184,7 @@ class BellAlarm(_Record, tag="alarm", kw_only=True):
     presses: Annotated[int, Meta(ge=1, le=10_000)] = 1  # presses folded into this alarm
 
 
-class RecordingSegment(_Part, tag_field="record", tag="segment", kw_only=True):
+class RecordingSegment(_Part, tag_field="record", tag="segment", kw_only=True, frozen=True):
     camera_id: Id
     start: EpochMs
     end: EpochMs
@@ -201,7 +201,7 @@ class RecordingSegment(_Part, tag_field="record", tag="segment", kw_only=True):
             raise ValueError(f"segment ends ({self.end}) before it starts ({self.start})")
 
 
-class VideoEvent(_Part, tag_field="record", tag="video-event", kw_only=True):
+class VideoEvent(_Part, tag_field="record", tag="video-event", kw_only=True, frozen=True):
     camera_id: Id
     at: EpochMs
     kind: Literal["motion", "analytics", "video-loss", "tamper"]
@@ -209,14 +209,14 @@ class VideoEvent(_Part, tag_field="record", tag="video-event", kw_only=True):
     bookmarks: Annotated[list[Id], Meta(max_length=16)] = []
 
 
-class VideoBatch(_Record, tag="video", kw_only=True):
+class VideoBatch(_Record, tag="video", kw_only=True, frozen=True):
     records: Annotated[list[RecordingSegment | VideoEvent], Meta(min_length=1, max_length=1000)]
 
 
 CommandStatus = Literal["ok", "failed", "rejected", "expired", "unknown-command"]
 
 
-class CommandResult(_Record, tag="result", kw_only=True):
+class CommandResult(_Record, tag="result", kw_only=True, frozen=True):
     command_id: Id
     status: CommandStatus
     detail: Text = ""
@@ -238,7 +238,7 @@ OtaState = Literal[
 ]
 
 
-class OtaProgress(_Record, tag="ota", kw_only=True):
+class OtaProgress(_Record, tag="ota", kw_only=True, frozen=True):
     campaign_id: Id
     release: Version
     state: OtaState
@@ -259,7 +259,7 @@ CommandName = Literal[
 ]
 
 
-class Command(_Message, tag="command", kw_only=True):
+class Command(_Message, tag="command", kw_only=True, frozen=True):
     command_id: Id
     name: CommandName
     issued_by: Name
@@ -271,13 +271,13 @@ class Command(_Message, tag="command", kw_only=True):
             raise ValueError(f"command expires ({self.expires_at}) before it was issued ({self.ts})")
 
 
-class AlarmAck(_Message, tag="alarm-ack", kw_only=True):
+class AlarmAck(_Message, tag="alarm-ack", kw_only=True, frozen=True):
     alarm_id: Id
     operator: Name
     lamp: bool = True  # light the pole's "call received" lamp
 
 
-class OtaOffer(_Message, tag="ota-offer", kw_only=True):
+class OtaOffer(_Message, tag="ota-offer", kw_only=True, frozen=True):
     campaign_id: Id
     release: Version
     manifest_url: Annotated[str, Meta(pattern=r"^https?://", max_length=2000)]
@@ -285,7 +285,7 @@ class OtaOffer(_Message, tag="ota-offer", kw_only=True):
     expires_at: EpochMs
 
 
-class HostState(_Message, tag="host-state", kw_only=True):
+class HostState(_Message, tag="host-state", kw_only=True, frozen=True):
     """Retained by the fleet manager; `online: false` is its own MQTT will."""
 
     host_id: Id
@@ -330,7 +330,7 @@ MAX_PAYLOAD_BYTES: Final[dict[Kind, int]] = {
 
 
 def kind_of(message: Message) -> Kind:
-    return Kind(type(message).__struct_config__.tag)
+    return Kind(str(type(message).__struct_config__.tag))
 
 
 # --- encode / decode --------------------------------------------------------------------------
@@ -381,7 +381,9 @@ def decode(kind: Kind, payload: bytes) -> Message | ContractError:
 
 def _unknown_version(v: object) -> UnknownVersion:
     supported = ", ".join(str(s) for s in sorted(SUPPORTED_VERSIONS))
-    return UnknownVersion(f"contract version {v!r} is not supported (this side speaks {supported})", path="$.v")
+    return UnknownVersion(
+        f"contract version {v!r} is not supported (this side speaks {supported})", path="$.v"
+    )
 
 
 def _explain(kind: Kind, payload: bytes, text: str) -> ContractError:
@@ -391,8 +393,9 @@ def _explain(kind: Kind, payload: bytes, text: str) -> ContractError:
     except (msgspec.MsgspecError, UnicodeDecodeError):
         envelope = None
     if envelope is not None:
-        if envelope.v not in SUPPORTED_VERSIONS and envelope.v is not None:
-            return _unknown_version(envelope.v)
+        version = envelope.v
+        if isinstance(version, int) and not isinstance(version, bool) and version not in SUPPORTED_VERSIONS:
+            return _unknown_version(version)
         if envelope.type is not None and envelope.type != kind.value:
             return UnknownMessageType(
                 f"payload says type {envelope.type!r} but the topic carries {kind.value!r}", path="$.type"
@@ -405,8 +408,7 @@ def _explain(kind: Kind, payload: bytes, text: str) -> ContractError:
     if detail.startswith("Expected `") and ", got `" in detail:
         return WrongType(detail, path=path)
     if (
-        detail.startswith("Expected `")
-        and any(op in detail for op in (">=", "<=", " > ", " < ", "length"))
+        detail.startswith("Expected `") and any(op in detail for op in (">=", "<=", " > ", " < ", "length"))
     ) or detail.startswith("Number out of range"):
         return OutOfRange(detail, path=path)
     return InvalidValue(detail, path=path)

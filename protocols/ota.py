@@ -156,7 +156,9 @@ def _signature_valid(public_key: Ed25519PublicKey, encoded: str, body: bytes) ->
 def verify(document: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> Manifest | ContractError:
     """Check a signed manifest document against trusted keys (by key id). Never raises."""
     if len(document) > MAX_DOCUMENT_BYTES:
-        return PayloadTooLarge(f"manifest is {len(document)} bytes, at most {MAX_DOCUMENT_BYTES} are accepted")
+        return PayloadTooLarge(
+            f"manifest is {len(document)} bytes, at most {MAX_DOCUMENT_BYTES} are accepted"
+        )
     try:
         document.decode("utf-8")
         outer = _document_decoder.decode(document)
@@ -184,9 +186,10 @@ def verify(document: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> Manifest
             )
         ids = ", ".join(s.key_id for s in outer.signatures)
         return UnknownKey(f"signed by {ids}; none of these keys is trusted here")
-    if outer.manifest.get("v") != CONTRACT_VERSION:
+    version = outer.manifest.get("v")
+    if version != CONTRACT_VERSION:
         return UnknownVersion(
-            f"manifest version {outer.manifest.get('v')!r} is not supported (this side reads {CONTRACT_VERSION})"
+            f"manifest version {version!r} is not supported (this side reads {CONTRACT_VERSION})"
         )
     try:
         return msgspec.convert(outer.manifest, Manifest)

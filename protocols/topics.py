@@ -59,9 +59,13 @@ ROUTES: dict[Kind, Route] = {
     for r in (
         Route(Kind.BIRTH, Direction.UP, 1, False, "starts a session; carries bdSeq and what the node has"),
         Route(Kind.DEATH, Direction.UP, 1, False, "the MQTT will, same bdSeq as the birth it ends"),
-        Route(Kind.TELEMETRY, Direction.UP, 0, False, "periodic readings; the next one supersedes a lost one"),
+        Route(
+            Kind.TELEMETRY, Direction.UP, 0, False, "periodic readings; the next one supersedes a lost one"
+        ),
         Route(Kind.EVENT, Direction.UP, 1, False, "door, tamper, storage, camera... from the durable outbox"),
-        Route(Kind.ALARM, Direction.UP, 1, False, "a citizen pressed the bell: never lost, overtakes backlog"),
+        Route(
+            Kind.ALARM, Direction.UP, 1, False, "a citizen pressed the bell: never lost, overtakes backlog"
+        ),
         Route(Kind.VIDEO, Direction.UP, 1, False, "recording segments and video events, batched"),
         Route(Kind.RESULT, Direction.UP, 1, False, "outcome of a command, by its correlation id"),
         Route(Kind.OTA_PROGRESS, Direction.UP, 1, False, "per-node state of an update"),

@@ -86,7 +86,12 @@ def vectors() -> dict[str, Any]:
             "encode": True,
             "expect": [frame(HEARTBEAT, 0, 0)],
         },
-        {"name": "pure ack of 255", "wire": wire(ACK, 0, 255).hex(), "encode": True, "expect": [frame(ACK, 0, 255)]},
+        {
+            "name": "pure ack of 255",
+            "wire": wire(ACK, 0, 255).hex(),
+            "encode": True,
+            "expect": [frame(ACK, 0, 255)],
+        },
         {
             "name": "bell event",
             "wire": wire(EVENT, 200, 3, bell).hex(),

@@ -10,10 +10,7 @@
 import json
 import sys
 
-try:
-    from binascii import unhexlify
-except ImportError:  # very small MicroPython builds
-    from ubinascii import unhexlify  # type: ignore[no-redef]
+from binascii import unhexlify
 
 
 def _unhex(text: str) -> bytes:
@@ -83,14 +80,14 @@ def main(argv: list) -> int:  # type: ignore[type-arg]
     link_dir = argv[1] if len(argv) > 1 else here + "/.."
     vectors_path = argv[2] if len(argv) > 2 else here + "/link.json"
     sys.path.insert(0, link_dir)
-    import link  # the very file the firmware deploys
+    import link  # type: ignore[import-not-found]  # the very file the firmware deploys
 
     with open(vectors_path) as f:
         vectors = json.load(f)
     count, failures = run(link, vectors)
     for name, problem in failures:
         print("FAIL %s: %s" % (name, problem))
-    failed_cases = len(set(name for name, _ in failures))
+    failed_cases = len({name for name, _ in failures})
     print("%d passed, %d failed" % (count - failed_cases, failed_cases))
     return 1 if failures else 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -72,7 +73,7 @@ def test_unacknowledged_frame_is_retransmitted_with_backoff_until_acked() -> Non
                 if isinstance(frame, Frame) and frame.frame_type == link.T_EVENT:
                     sent_at.append(now)
         mcu.on_frame(Frame(link.T_HEARTBEAT, 0, 0), now)  # alive, but never acks
-    gaps = [b - a for a, b in zip(sent_at, sent_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
     assert gaps[:3] == [100, 200, 400]
     assert set(gaps[3:]) == {400}
     assert mcu.retransmits == len(sent_at) - 1

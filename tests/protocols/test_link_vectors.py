@@ -55,5 +55,7 @@ def test_the_interpreter_is_really_micropython() -> None:
 
 def test_vectors_file_is_what_the_generator_writes() -> None:
     script = Path(__file__).resolve().parents[2] / "scripts" / "make_link_vectors.py"
-    result = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(script), "--check"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,64 @@
+"""`watchpost demo` and the `watchpost` command line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from protocols import messages as m
+from protocols.link import T_EVENT, encode_frame
+from protocols.topics import parse_topic
+from watchpost.cli import main
+from watchpost.demo import run_demo
+
+
+def test_demo_bell_press_reaches_the_centre_and_lights_the_lamp_over_a_bad_line() -> None:
+    lines: list[str] = []
+    report = run_demo(loss=0.3, noise=0.2, seed=3, out=lines.append)
+    assert report.bell_latency_ms is not None
+    assert report.lamp_lit_at_ms is not None
+    assert report.line["lost_writes"] > 0  # the line really was bad
+    assert report.controller["retransmits"] > 0
+    kinds = []
+    for topic, payload in report.published:
+        parsed = parse_topic(topic)
+        assert not isinstance(parsed, Exception)
+        message = m.decode(parsed.kind, payload)
+        assert not isinstance(message, Exception), message
+        kinds.append(parsed.kind.value)
+    assert kinds == ["alarm", "alarm-ack", "event"]
+
+
+def test_demo_command_runs_from_the_installed_script() -> None:
+    script = Path(sys.executable).parent / "watchpost"
+    result = subprocess.run(
+        [str(script), "demo", "--duration", "10"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "lamp ON" in result.stdout
+    assert "watchpost/v1/node/pole-0412/up/alarm" in result.stdout
+
+
+def test_demo_refuses_an_impossible_loss_rate() -> None:
+    result = CliRunner().invoke(main, ["demo", "--loss", "1.5"])
+    assert result.exit_code == 2
+    assert "1.5 is outside 0..0.9" in result.output
+
+
+def test_link_decode_shows_frames_and_errors() -> None:
+    wire = encode_frame(T_EVENT, 7, 2, b"bell") + b"\x13\x37\x00"
+    result = CliRunner().invoke(main, ["link", "decode", wire.hex(" ")])
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "frame event seq=7 ack=2 payload=b'bell'",
+        "error bad-cobs: invalid COBS block structure",
+    ]
+
+
+def test_link_decode_refuses_what_is_not_hex() -> None:
+    result = CliRunner().invoke(main, ["link", "decode", "zz"])
+    assert result.exit_code == 2
+    assert "not hex" in result.output

@@ -376,6 +376,10 @@ def decode(kind: Kind, payload: bytes) -> Message | ContractError:
         return InvalidJson(f"not valid JSON: {exc}")
     if message.v not in SUPPORTED_VERSIONS:
         return _unknown_version(message.v)
+    # msgspec treats the tag as optional when the decoder's type is a single struct; the
+    # contract does not: a payload read with mosquitto_sub must say what it is.
+    if _envelope_decoder.decode(payload).type is None:
+        return MissingField(f"Object missing required field `type` (expected {kind.value!r})", path="$")
     return message
 
 

@@ -9,7 +9,6 @@
 
 import json
 import sys
-
 from binascii import unhexlify
 
 

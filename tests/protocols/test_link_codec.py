@@ -11,9 +11,17 @@ from hypothesis import strategies as st
 from protocols import link
 from protocols.link import Frame, FrameDecoder, FrameError
 
-frame_types = st.sampled_from(link.FRAME_TYPES)
 payloads = st.binary(max_size=link.MAX_PAYLOAD)
-frames = st.builds(Frame, frame_types, st.integers(0, 255), st.integers(0, 255), payloads)
+UNSEQUENCED = (link.T_HEARTBEAT, link.T_ACK)
+sequenced = st.builds(
+    Frame,
+    st.sampled_from([t for t in link.FRAME_TYPES if t not in UNSEQUENCED]),
+    st.integers(1, 255),
+    st.integers(0, 255),
+    payloads,
+)
+unsequenced = st.builds(Frame, st.sampled_from(UNSEQUENCED), st.just(0), st.integers(0, 255), payloads)
+frames = sequenced | unsequenced
 
 
 def feed_in_chunks(data: bytes, cuts: list[int]) -> list[Frame | FrameError]:
@@ -102,6 +110,18 @@ def test_error_counts_by_reason() -> None:
     assert decoder.frames == 0
 
 
-def test_encoder_refuses_what_no_peer_could_decode() -> None:
-    with pytest.raises(ValueError, match="at most 240"):
-        link.encode_frame(link.T_EVENT, 1, 0, b"x" * (link.MAX_PAYLOAD + 1))
+@pytest.mark.parametrize(
+    ("frame_type", "seq", "payload", "words"),
+    [
+        (link.T_EVENT, 1, b"x" * (link.MAX_PAYLOAD + 1), "at most 240"),
+        (0x7F, 1, b"", "not defined"),
+        (link.T_EVENT, 0, b"", "seq 1..255"),
+        (link.T_HEARTBEAT, 3, b"", "seq 0"),
+        (link.T_EVENT, 256, b"", "single bytes"),
+    ],
+)
+def test_encoder_refuses_what_no_peer_would_accept(
+    frame_type: int, seq: int, payload: bytes, words: str
+) -> None:
+    with pytest.raises(ValueError, match=words):
+        link.encode_frame(frame_type, seq, 0, payload)

@@ -116,6 +116,13 @@ def test_negative_sequence_number() -> None:
     check(Kind.EVENT, raw(data), errors.OutOfRange, ">= 0")
 
 
+def test_payload_must_say_its_type() -> None:
+    data = as_dict(Kind.ALARM)
+    del data["type"]
+    error = check(Kind.ALARM, raw(data), errors.MissingField, "type", "'alarm'")
+    assert error.path == "$"
+
+
 def test_missing_field() -> None:
     data = as_dict(Kind.ALARM)
     del data["alarm_id"]

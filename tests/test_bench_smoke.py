@@ -1,0 +1,92 @@
+"""The benchmarks run (--quick) and print each figure beside its reference. No timing is checked."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import payload_decode
+from bench._report import Figure
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+# "<label>  best <number>  median <number>  <unit>", the label indented for a reference.
+FIGURE_LINE = re.compile(
+    r"^(?P<label>\S.*?|  reference: .*?)"
+    r"\s+best\s+(?P<best>[\d,.]+)\s+median\s+(?P<median>[\d,.]+)\s+(?P<unit>\S+)"
+)
+
+
+def run_quick(script: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), "--quick"],
+        cwd=BENCH.parent,
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        encoding="utf-8",
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def figures(output: str) -> dict[tuple[str, str], tuple[float, float]]:
+    # (label, unit) -> (best, median); a reference is labelled "reference: <name>".
+    found = {}
+    for line in output.splitlines():
+        match = FIGURE_LINE.match(line)
+        if match:
+            best, median = (float(match[key].replace(",", "")) for key in ("best", "median"))
+            found[(match["label"].strip(), match["unit"])] = (best, median)
+    return found
+
+
+def assert_header(output: str) -> None:
+    for key in ("date", "machine", "python"):
+        assert re.search(rf"^  {key}\s+\S", output, re.MULTILINE), f"no {key} line in:\n{output}"
+
+
+@pytest.mark.micropython
+def test_link_decoder_prints_cpython_and_micropython_figures_with_references() -> None:
+    output = run_quick("link_decoder.py")
+    assert_header(output)
+    found = figures(output)
+    for unit in ("frames/s", "MB/s"):
+        for label in (
+            "link decoder, CPython",
+            'reference: bytes.split(b"\\x00"), CPython',
+            "link decoder, MicroPython unix port",
+            "reference: link decoder, CPython",
+        ):
+            best, median = found[(label, unit)]
+            assert best > 0, (label, unit)
+            assert median > 0, (label, unit)
+
+
+def test_payload_decode_prints_figures_with_references_and_target() -> None:
+    output = run_quick("payload_decode.py")
+    assert_header(output)
+    found = figures(output)
+    for label in (
+        "messages.decode(TELEMETRY), decode+validate",
+        "msgspec.json.decode, untyped, no validation",
+        "reference: json.loads, no validation",
+    ):
+        best, median = found[(label, "msg/s")]
+        assert best > 0, label
+        assert median > 0, label
+    assert "target ≥ 100000 msg/s" in output
+
+
+def test_run_returns_figures_for_a_report_generator() -> None:
+    result = payload_decode.run(quick=True)
+    assert [figure.name for figure in result] == [payload_decode.DECODE, payload_decode.BARE]
+    assert all(isinstance(figure, Figure) for figure in result)
+    assert all(figure.value > 0 and figure.reference_value > 0 for figure in result)
+    assert result[0].target == 100_000

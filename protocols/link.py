@@ -8,15 +8,17 @@
 #
 # Wire layout (docs/protocols.md has the full table):
 #
-#   0x00 | COBS( ver | type | seq | ack | payload... | crc16_hi | crc16_lo ) | 0x00
+#   0x00 | COBS( ver | type | seq | ack | len | payload... | crc16_hi | crc16_lo ) | 0x00
 #
-# CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection) over ver..payload.
+# CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection) over ver..payload. `len` is
+# the payload length: a frame cut short (a reboot mid-frame) is refused for certain, not
+# only with the CRC's odds (docs/adr/0001).
 # A leading and a trailing 0x00 surround every frame, so line noise between frames is cut
 # off by the next frame's leading delimiter instead of corrupting that frame.
 
 VERSION = 1
 
-HEADER_LEN = 4
+HEADER_LEN = 5
 CRC_LEN = 2
 MAX_PAYLOAD = 240
 MAX_BODY = HEADER_LEN + MAX_PAYLOAD + CRC_LEN
@@ -189,6 +191,10 @@ class BadCobs(FrameError):
     reason = "bad-cobs"
 
 
+class BadLength(FrameError):
+    reason = "bad-length"
+
+
 class BadCrc(FrameError):
     reason = "bad-crc"
 
@@ -205,6 +211,7 @@ ERROR_REASONS = (
     TruncatedFrame.reason,
     OversizedFrame.reason,
     BadCobs.reason,
+    BadLength.reason,
     BadCrc.reason,
     UnknownVersion.reason,
     UnknownType.reason,
@@ -227,6 +234,7 @@ def encode_frame(frame_type: int, seq: int, ack: int, payload: bytes = b"") -> b
     body[1] = frame_type
     body[2] = seq
     body[3] = ack
+    body[4] = len(payload)
     body[HEADER_LEN : HEADER_LEN + len(payload)] = payload
     crc = crc16(bytes(body[: HEADER_LEN + len(payload)]))
     body[-2] = crc >> 8
@@ -247,6 +255,11 @@ def decode_frame(encoded: bytes) -> Frame | FrameError:
             "frame body is %d bytes, a frame needs at least %d" % (len(body), HEADER_LEN + CRC_LEN),
             size,
         )
+    arrived = len(body) - HEADER_LEN - CRC_LEN
+    if body[4] > arrived:
+        return TruncatedFrame("frame says %d payload bytes, %d arrived" % (body[4], arrived), size)
+    if body[4] < arrived:
+        return BadLength("frame says %d payload bytes, %d arrived" % (body[4], arrived), size)
     expected = (body[-2] << 8) | body[-1]
     actual = crc16(body[:-2])
     if actual != expected:

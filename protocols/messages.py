@@ -1,11 +1,11 @@
 """MQTT payloads between edge nodes and the fleet manager: typed, strictly validated JSON.
 
 The session model follows Sparkplug B: a node's session starts with a birth carrying `bd_seq`;
-the MQTT will, registered at CONNECT with the same `bd_seq`, is its death; every message after
-the birth carries `seq` (0 in the birth, +1 per message) so the fleet sees gaps and asks for a
-rebirth. Unlike Sparkplug, payloads are JSON (readable with `mosquitto_sub`), and alarms and
-buffered records go at QoS 1 from the node's durable outbox; records replayed from that outbox
-say `historical: true`.
+the MQTT will, registered at CONNECT with the same `bd_seq`, is its death; messages after the
+birth carry `seq` (0 in the birth, +1 per QoS 1 message; telemetry repeats the current value,
+see `protocols.session`) so the fleet sees gaps and asks for a rebirth. Unlike Sparkplug,
+payloads are JSON (readable with `mosquitto_sub`), and alarms and buffered records go at QoS 1
+from the node's durable outbox; records replayed from that outbox say `historical: true`.
 
 Versioning: every payload carries `v`, the contract's major version. Within a version, fields
 are only ever added, as optional, and readers ignore fields they do not know, so a fleet and
@@ -40,7 +40,7 @@ SUPPORTED_VERSIONS: Final = frozenset({CONTRACT_VERSION})
 
 # --- field types -----------------------------------------------------------------------------
 
-EpochMs = Annotated[int, Meta(ge=0, le=2**53, description="milliseconds since the Unix epoch, UTC")]
+EpochMs = Annotated[int, Meta(ge=0, le=2**53 - 1, description="milliseconds since the Unix epoch, UTC")]
 BdSeq = Annotated[int, Meta(ge=0, le=255, description="birth/death sequence, wraps 255 -> 0")]
 Seq = Annotated[int, Meta(ge=0, le=2**32 - 1, description="per-session message counter, birth is 0")]
 Id = Annotated[str, Meta(pattern=ID_PATTERN, description="a-z, 0-9, '.', '_', '-'; at most 64")]

@@ -51,7 +51,7 @@ def crc(data: bytes) -> int:
 
 
 def body(ftype: int, seq: int, ack: int, payload: bytes, *, version: int = VERSION) -> bytes:
-    head = bytes([version, ftype, seq, ack]) + payload
+    head = bytes([version, ftype, seq, ack, len(payload)]) + payload
     return head + crc(head).to_bytes(2, "big")
 
 
@@ -75,8 +75,21 @@ def vectors() -> dict[str, Any]:
     good_hello = wire(HELLO, 1, 0, hello)
 
     # One body with a bad CRC: the CRC of other bytes.
-    bad_crc_body = bytes([VERSION, EVENT, 9, 2]) + bell
+    bad_crc_body = bytes([VERSION, EVENT, 9, 2, len(bell)]) + bell
     bad_crc_body += (crc(bad_crc_body) ^ 0x0001).to_bytes(2, "big")
+
+    # A frame whose CRC ends in 0x00: its COBS form ends in a block holding only that zero.
+    # Cut that last block off (a reboot at that instant) and what remains has a CRC that
+    # still checks (CRC-16/CCITT-FALSE has no final XOR, so this happens for 1 frame in 256);
+    # only the length byte tells it is short.
+    base = b'{"k":"bell","st":"pressed","id":"bell-1","t":'
+    tail = next(bytes([b]) for b in range(256) if body(EVENT, 3, 1, base + bytes([b]))[-1] == 0)
+    zero_crc = body(EVENT, 3, 1, base + tail)
+    zero_crc_cobs = ref_cobs_encode(zero_crc)
+    assert zero_crc_cobs.endswith(b"\x01")
+
+    long_head = bytes([VERSION, EVENT, 1, 0, 3]) + b"abcd"
+    long_body = long_head + crc(long_head).to_bytes(2, "big")
 
     frames: list[dict[str, Any]] = [
         {"name": "hello", "wire": good_hello.hex(), "encode": True, "expect": [frame(HELLO, 1, 0, hello)]},
@@ -153,7 +166,18 @@ def vectors() -> dict[str, Any]:
             "expect": [error("bad-crc"), frame(HELLO, 1, 0, hello)],
         },
         {
-            # Valid COBS, but 3 bytes of body: a frame needs 4 header + 2 CRC.
+            "name": "frame cut where its CRC still checks is refused by its length",
+            "wire": ("00" + zero_crc_cobs[:-1].hex() + "00"),
+            "expect": [error("truncated")],
+        },
+        {
+            # One payload byte more than the length byte says (CRC computed over all of it).
+            "name": "payload longer than its length byte",
+            "wire": "00" + ref_cobs_encode(long_body).hex() + "00",
+            "expect": [error("bad-length")],
+        },
+        {
+            # Valid COBS, but 3 bytes of body: a frame needs 5 header + 2 CRC.
             "name": "truncated body",
             "wire": "00" + ref_cobs_encode(bytes([VERSION, EVENT, 1])).hex() + "00",
             "expect": [error("truncated")],
@@ -172,7 +196,7 @@ def vectors() -> dict[str, Any]:
         },
         {"name": "unknown frame type", "wire": wire(0x7F, 1, 0).hex(), "expect": [error("unknown-type")]},
         {
-            # 300 bytes without a delimiter exceed the 247-byte maximum: reported once,
+            # 300 bytes without a delimiter exceed the 248-byte maximum: reported once,
             # skipped to the next delimiter, then decoding goes on.
             "name": "oversized run then a good frame",
             "wire": ("00" + "41" * 300 + good_hello.hex()),

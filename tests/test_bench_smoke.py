@@ -53,7 +53,7 @@ def assert_header(output: str) -> None:
 
 
 @pytest.mark.micropython
-def test_link_decoder_prints_cpython_and_micropython_figures_with_references() -> None:
+def test_link_decoder_prints_cpython_and_micropython_figures_with_references(micropython: Path) -> None:
     output = run_quick("link_decoder.py")
     assert_header(output)
     found = figures(output)

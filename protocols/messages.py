@@ -83,18 +83,24 @@ class _Record(_SessionMessage, kw_only=True, frozen=True):
 
 
 class ControllerInfo(_Part, kw_only=True, frozen=True):
+    """The pole controller behind this node, as it said in its first frame after boot."""
+
     link: Literal["serial", "gpio"]
     firmware_version: Version | None = None
     reset_cause: Literal["power-on", "watchdog", "soft", "brown-out", "unknown"] | None = None
 
 
 class CameraInfo(_Part, kw_only=True, frozen=True):
+    """A camera on this pole."""
+
     camera_id: Id
     name: Name
     model: Name | None = None
 
 
 class NodeBirth(_SessionMessage, tag="birth", kw_only=True, frozen=True):
+    """Starts a node's session: who it is and what it has. Everything the fleet knew before is replaced."""
+
     bd_seq: BdSeq
     site_id: Id
     hardware: Name
@@ -110,10 +116,14 @@ class NodeBirth(_SessionMessage, tag="birth", kw_only=True, frozen=True):
 
 
 class NodeDeath(_Message, tag="death", kw_only=True, frozen=True):
+    """The node's MQTT will: published by the broker when the connection with this `bd_seq` is lost."""
+
     bd_seq: BdSeq
 
 
 class CameraHealth(_Part, kw_only=True, frozen=True):
+    """One camera's reachability and stream, as last probed by the node."""
+
     camera_id: Id
     reachable: bool
     fps: Annotated[float, Meta(ge=0, le=1000)] | None = None
@@ -121,6 +131,8 @@ class CameraHealth(_Part, kw_only=True, frozen=True):
 
 
 class StorageHealth(_Part, kw_only=True, frozen=True):
+    """One storage device (SD card, eMMC, disk) of the node."""
+
     device: Name
     health: Literal["ok", "warning", "failing", "unknown"]
     free_bytes: Count | None = None
@@ -148,6 +160,8 @@ class Readings(_Part, kw_only=True, frozen=True):
 
 
 class Telemetry(_Record, tag="telemetry", kw_only=True, frozen=True):
+    """Periodic readings at QoS 0; the next one supersedes a lost one."""
+
     readings: Readings
 
 
@@ -167,6 +181,8 @@ EventCategory = Literal[
 
 
 class Event(_Record, tag="event", kw_only=True, frozen=True):
+    """Something changed at the pole: raised and cleared pairs open and close faults in the fleet."""
+
     event_id: Id
     category: EventCategory
     state: Literal["raised", "cleared", "info"]
@@ -177,6 +193,8 @@ class Event(_Record, tag="event", kw_only=True, frozen=True):
 
 
 class BellAlarm(_Record, tag="alarm", kw_only=True, frozen=True):
+    """A citizen pressed the emergency call bell. Latched in the fleet until an operator acknowledges."""
+
     alarm_id: Id
     bell_id: Id
     pressed_at: EpochMs
@@ -185,6 +203,8 @@ class BellAlarm(_Record, tag="alarm", kw_only=True, frozen=True):
 
 
 class RecordingSegment(_Part, tag_field="record", tag="segment", kw_only=True, frozen=True):
+    """A stretch of recorded video, so the centre can find footage without asking the pole."""
+
     camera_id: Id
     start: EpochMs
     end: EpochMs
@@ -202,6 +222,8 @@ class RecordingSegment(_Part, tag_field="record", tag="segment", kw_only=True, f
 
 
 class VideoEvent(_Part, tag_field="record", tag="video-event", kw_only=True, frozen=True):
+    """Something a camera or the NVR noticed in the picture."""
+
     camera_id: Id
     at: EpochMs
     kind: Literal["motion", "analytics", "video-loss", "tamper"]
@@ -210,6 +232,8 @@ class VideoEvent(_Part, tag_field="record", tag="video-event", kw_only=True, fro
 
 
 class VideoBatch(_Record, tag="video", kw_only=True, frozen=True):
+    """Video metadata from the node's outbox, in batches of up to 1,000 records."""
+
     records: Annotated[list[RecordingSegment | VideoEvent], Meta(min_length=1, max_length=1000)]
 
 
@@ -217,6 +241,8 @@ CommandStatus = Literal["ok", "failed", "rejected", "expired", "unknown-command"
 
 
 class CommandResult(_Record, tag="result", kw_only=True, frozen=True):
+    """What became of a command, by its `command_id`."""
+
     command_id: Id
     status: CommandStatus
     detail: Text = ""
@@ -239,6 +265,8 @@ OtaState = Literal[
 
 
 class OtaProgress(_Record, tag="ota", kw_only=True, frozen=True):
+    """The node's state in an update campaign."""
+
     campaign_id: Id
     release: Version
     state: OtaState
@@ -260,6 +288,8 @@ CommandName = Literal[
 
 
 class Command(_Message, tag="command", kw_only=True, frozen=True):
+    """The fleet asks a node to act; the node refuses it after `expires_at`."""
+
     command_id: Id
     name: CommandName
     issued_by: Name
@@ -272,12 +302,16 @@ class Command(_Message, tag="command", kw_only=True, frozen=True):
 
 
 class AlarmAck(_Message, tag="alarm-ack", kw_only=True, frozen=True):
+    """An operator took the call: the node lights the pole's lamp."""
+
     alarm_id: Id
     operator: Name
     lamp: bool = True  # light the pole's "call received" lamp
 
 
 class OtaOffer(_Message, tag="ota-offer", kw_only=True, frozen=True):
+    """A signed release is waiting for this node at `manifest_url`."""
+
     campaign_id: Id
     release: Version
     manifest_url: Annotated[str, Meta(pattern=r"^https?://", max_length=2000)]

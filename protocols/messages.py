@@ -376,8 +376,19 @@ _decoders: dict[Kind, msgspec.json.Decoder[Any]] = {
 
 
 class _Envelope(msgspec.Struct):
-    v: Any = None
-    type: Any = None
+    # Raw: look at these two fields without building whatever else the payload nests.
+    v: msgspec.Raw = msgspec.Raw()  # empty: the field is absent
+    type: msgspec.Raw = msgspec.Raw()
+
+
+def _raw_as(raw: msgspec.Raw, kind: type[int] | type[str]) -> int | str | None:
+    if not raw:
+        return None
+    try:
+        value: int | str = msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError:
+        return None
+    return value
 
 
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
@@ -408,11 +419,17 @@ def decode(kind: Kind, payload: bytes) -> Message | ContractError:
         return _explain(kind, payload, str(exc))
     except msgspec.DecodeError as exc:
         return InvalidJson(f"not valid JSON: {exc}")
+    except RecursionError:
+        return InvalidJson("not valid JSON here: nested too deeply")
     if message.v not in SUPPORTED_VERSIONS:
         return _unknown_version(message.v)
     # msgspec treats the tag as optional when the decoder's type is a single struct; the
     # contract does not: a payload read with mosquitto_sub must say what it is.
-    if _envelope_decoder.decode(payload).type is None:
+    try:
+        has_type = bool(_envelope_decoder.decode(payload).type)
+    except RecursionError:  # deep nesting in a field this side ignores
+        return InvalidJson("not valid JSON here: nested too deeply")
+    if not has_type:
         return MissingField(f"Object missing required field `type` (expected {kind.value!r})", path="$")
     return message
 
@@ -428,15 +445,16 @@ def _explain(kind: Kind, payload: bytes, text: str) -> ContractError:
     # A payload of another contract version may fail validation for that reason alone: say so.
     try:
         envelope = _envelope_decoder.decode(payload)
-    except (msgspec.MsgspecError, UnicodeDecodeError):
+    except (msgspec.MsgspecError, RecursionError):
         envelope = None
     if envelope is not None:
-        version = envelope.v
-        if isinstance(version, int) and not isinstance(version, bool) and version not in SUPPORTED_VERSIONS:
+        version = _raw_as(envelope.v, int)
+        if isinstance(version, int) and version not in SUPPORTED_VERSIONS:
             return _unknown_version(version)
-        if envelope.type is not None and envelope.type != kind.value:
+        claimed = _raw_as(envelope.type, str)
+        if claimed is not None and claimed != kind.value:
             return UnknownMessageType(
-                f"payload says type {envelope.type!r} but the topic carries {kind.value!r}", path="$.type"
+                f"payload says type {claimed!r} but the topic carries {kind.value!r}", path="$.type"
             )
     match = _AT_PATH.search(text)
     path = match.group(1) if match else None

@@ -135,14 +135,23 @@ def sign(manifest: Manifest, private_keys: list[Ed25519PrivateKey]) -> bytes:
     return msgspec.json.encode({"manifest": msgspec.to_builtins(manifest), "signatures": signatures})
 
 
-def _has_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, dict):
-        return any(_has_float(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_float(v) for v in value)
-    return False
+MAX_DEPTH: Final = 8  # a manifest nests 4 levels; anything deeper is not one
+
+
+def _shape_problem(value: Any) -> str | None:
+    # Iterative, so a hostile document cannot exhaust the stack.
+    todo: list[tuple[Any, int]] = [(value, 0)]
+    while todo:
+        item, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, float):
+            return "manifests carry no floating-point numbers (they have no canonical form)"
+        if isinstance(item, dict):
+            todo.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            todo.extend((v, depth + 1) for v in item)
+    return None
 
 
 def _signature_valid(public_key: Ed25519PublicKey, encoded: str, body: bytes) -> bool:
@@ -168,8 +177,11 @@ def verify(document: bytes, trusted: Mapping[str, Ed25519PublicKey]) -> Manifest
         return InvalidValue(f"not a signed manifest document: {exc}")
     except msgspec.DecodeError as exc:
         return InvalidJson(f"not valid JSON: {exc}")
-    if _has_float(outer.manifest):
-        return WrongType("manifests carry no floating-point numbers (they have no canonical form)")
+    except RecursionError:
+        return InvalidJson(f"not a manifest: nested deeper than {MAX_DEPTH} levels")
+    problem = _shape_problem(outer.manifest)
+    if problem is not None:
+        return WrongType(problem)
     body = canonical_bytes(outer.manifest)
     rejected_by: list[str] = []
     for signature in outer.signatures:

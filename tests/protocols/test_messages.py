@@ -236,3 +236,10 @@ def test_encode_is_plain_json() -> None:
         "host_id": "fleet-1",
         "online": True,
     }
+
+
+@pytest.mark.parametrize("where", ["v", "type", "unknown_field", "readings"])
+def test_deeply_nested_json_is_refused_not_a_crash(where: str) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    payload = m.encode(EXAMPLES[Kind.TELEMETRY])[:-1] + f',"{where}":{deep}}}'.encode()
+    assert isinstance(m.decode(Kind.TELEMETRY, payload), errors.ContractError)

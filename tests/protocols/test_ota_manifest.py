@@ -174,3 +174,13 @@ def test_any_corruption_of_a_signed_document_is_refused_or_harmless(at: int, jun
     # Either refused with a reason, or the change did not touch the signed content
     # (e.g. whitespace or an equivalent escape).
     assert isinstance(result, errors.ContractError) or result == MANIFEST
+
+
+@pytest.mark.parametrize("depth", [9, 900, 5000])
+def test_deeply_nested_document_is_refused_not_a_crash(depth: int) -> None:
+    nested = '{"a":' * depth + "1" + "}" * depth
+    signature = '{"key_id":"0123456789abcdef","ed25519":"AA=="}'
+    document = f'{{"manifest":{nested},"signatures":[{signature}]}}'.encode()
+    result = ota.verify(document, trust(OLD_KEY))
+    assert isinstance(result, errors.InvalidJson | errors.WrongType)
+    assert "nested" in str(result)

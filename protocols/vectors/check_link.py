@@ -8,6 +8,7 @@
 # any failure. Same MicroPython subset as link.py: no f-strings, no typing, no pathlib.
 
 import json
+import os
 import sys
 from binascii import unhexlify
 
@@ -74,9 +75,22 @@ def run(link: object, vectors: dict) -> list:  # type: ignore[type-arg]
     return [count, failures]
 
 
+def _exists(path: str) -> bool:
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
+
+
 def main(argv: list) -> int:  # type: ignore[type-arg]
-    here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-    link_dir = argv[1] if len(argv) > 1 else here + "/.."
+    try:
+        here = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+    except NameError:  # `mpremote run` executes the text without a file name
+        here = "."
+    # In the repository link.py is one level up; on a board it sits beside this file.
+    default_dir = here if _exists(here + "/link.py") else here + "/.."
+    link_dir = argv[1] if len(argv) > 1 else default_dir
     vectors_path = argv[2] if len(argv) > 2 else here + "/link.json"
     sys.path.insert(0, link_dir)
     import link  # type: ignore[import-not-found]  # the very file the firmware deploys

@@ -38,20 +38,36 @@ def supply_raw(volts: float) -> int:
     return round(volts / SUPPLY_DIVIDER / 3.3 * 65535)
 
 
-def scenario_stdout(name: str, *args: str, heapsize: str | None = None, timeout: float = 60) -> str:
+def scenario_stdout(
+    name: str,
+    *args: str,
+    heapsize: str | None = None,
+    timeout: float = 60,
+    firmware: Path = FIRMWARE,
+    protocols: Path = PROTOCOLS,
+) -> str:
     """Run a self-contained scenario script under MicroPython; return what it printed."""
     cmd = [str(MICROPYTHON)]
     if heapsize:
         cmd += ["-X", f"heapsize={heapsize}"]
-    cmd += [str(SCENARIOS / name), str(FIRMWARE), str(PROTOCOLS), *args]
+    cmd += [str(SCENARIOS / name), str(firmware), str(protocols), *args]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
-def run_scenario(name: str, *args: str, heapsize: str | None = None, timeout: float = 60) -> list[Any]:
+def run_scenario(
+    name: str,
+    *args: str,
+    heapsize: str | None = None,
+    timeout: float = 60,
+    firmware: Path = FIRMWARE,
+    protocols: Path = PROTOCOLS,
+) -> list[Any]:
     """Run a self-contained scenario script; return its stdout JSON lines, parsed."""
-    out = scenario_stdout(name, *args, heapsize=heapsize, timeout=timeout)
+    out = scenario_stdout(
+        name, *args, heapsize=heapsize, timeout=timeout, firmware=firmware, protocols=protocols
+    )
     return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 

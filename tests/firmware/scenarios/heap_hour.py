@@ -7,14 +7,13 @@
 # start of that second's tick, so always at the same point of the telemetry cycle), then
 # {"summary": ...}.
 #
-#   micropython -X heapsize=128K heap_hour.py FIRMWARE_DIR PROTOCOLS_DIR \
+#   micropython -X heapsize=64K heap_hour.py FIRMWARE_DIR PROTOCOLS_DIR \
 #       [SECONDS [STEP_MS [BUDGET_BYTES]]]
 #
-# BUDGET_BYTES caps the heap the run may use, imports included: once the modules are
-# compiled, a ballast takes the rest. Compiling link.py and controller.py from source needs
-# more room than running them (the 64-bit unix port needs -X heapsize=84K just for that, and
-# fragmentation makes that figure flaky); on a board they are precompiled .mpy files, so
-# what must fit the budget is the resident code and objects plus their churn.
+# tests/firmware/test_heap.py passes directories of .mpy files precompiled from firmware/ and
+# protocols/link.py, as a board loads them: compiling the sources would need more heap than
+# running them. BUDGET_BYTES (0: none) caps the heap further with a ballast taken once the
+# modules are loaded.
 
 import gc
 import json

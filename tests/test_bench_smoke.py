@@ -90,3 +90,39 @@ def test_run_returns_figures_for_a_report_generator() -> None:
     assert all(isinstance(figure, Figure) for figure in result)
     assert all(figure.value > 0 and figure.reference_value > 0 for figure in result)
     assert result[0].target == 100_000
+
+
+# "<label>  p50 <number>  p99 <number>  <unit>", the label indented for a reference.
+LATENCY_LINE = re.compile(
+    r"^(?P<label>\S.*?|  reference: .*?)\s+p50\s+(?P<p50>[\d,.]+)\s+p99\s+(?P<p99>[\d,.]+)\s+(?P<unit>\S+)"
+)
+
+
+@pytest.mark.micropython
+def test_firmware_prints_press_latency_and_decoding_figures_with_references(micropython: Path) -> None:
+    output = run_quick("firmware.py")
+    assert_header(output)
+    latencies = {}
+    for line in output.splitlines():
+        match = LATENCY_LINE.match(line)
+        if match:
+            latencies[match["label"].strip()] = (
+                float(match["p50"].replace(",", "")),
+                float(match["p99"].replace(",", "")),
+                match["unit"],
+            )
+    for label in (
+        "bell press -> EVENT frame on the UART, MicroPython unix port",
+        "reference: link.encode_frame of that EVENT payload, MicroPython unix port",
+    ):
+        p50, p99, unit = latencies[label]
+        assert unit == "ms", label
+        assert 0 < p50 <= p99, label
+    found = figures(output)
+    for label in (
+        "Controller.on_bytes (ping + heartbeat), MicroPython unix port",
+        "reference: link.FrameDecoder.feed alone, MicroPython unix port",
+    ):
+        best, median = found[(label, "frames/s")]
+        assert best > 0, label
+        assert median > 0, label

@@ -1,0 +1,232 @@
+"""Pole controller firmware on the MicroPython unix port: bell press latency and link decoding.
+
+Runs bench/firmware_mpy.py under the real MicroPython unix port, which builds the firmware's
+Controller with firmware/main.py's build() on the fake board of firmware/hal.py and prints
+raw samples; this side turns them into figures, each beside a reference from the same run:
+
+- bell press -> EVENT frame written to the UART, p50/p99 in ms, with main.run()'s loop
+  (UART read, tick, write, watchdog, LOOP_SLEEP_MS sleep) on the real clock. Reference:
+  link.encode_frame of the same alarm payload, the part of that path that is not waiting.
+  By design the press cannot be faster than the bell's debounce (printed in the header).
+- frames/s through Controller.on_bytes (COMMAND ping + HEARTBEAT in 64-byte reads, every ping
+  parsed and answered). Reference: a bare link.FrameDecoder.feed on the same stream.
+
+    python bench/firmware.py [--quick]
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._report import Figure, print_figures, print_header, quick_flag
+from protocols import link
+
+ROOT = Path(__file__).resolve().parents[1]
+FIRMWARE_DIR = ROOT / "firmware"
+PROTOCOLS_DIR = Path(link.__file__).parent
+MICROPYTHON = Path(sys.executable).parent / "micropython"
+MICROPYTHON_SCRIPT = Path(__file__).with_name("firmware_mpy.py")
+# Compiling the firmware from source needs ~84K on this 64-bit port; the 20,000-frame stream
+# is held in RAM as well. This measures speed, not the heap: the heap is tests/firmware's job.
+MICROPYTHON_HEAP = "32M"
+
+PRESS = "bell press -> EVENT frame on the UART, MicroPython unix port"
+ENCODE = "link.encode_frame of that EVENT payload, MicroPython unix port"
+ON_BYTES = "Controller.on_bytes (ping + heartbeat), MicroPython unix port"
+FEED = "link.FrameDecoder.feed alone, MicroPython unix port"
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    presses: int
+    frames: int
+    runs: int
+
+
+FULL = Counts(presses=200, frames=20_000, runs=7)
+QUICK = Counts(presses=20, frames=2_000, runs=3)
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """A latency's p50/p99 and its reference's, both from the same run (lower is faster).
+
+    Not a `Figure`: a Figure is a throughput from the best of several runs; a latency is a
+    distribution over many samples of one run, and its ratio reads the other way round.
+    """
+
+    name: str
+    p50: float
+    p99: float
+    unit: str
+    reference_name: str
+    reference_p50: float
+    reference_p99: float
+    samples: int
+
+    @classmethod
+    def from_samples(
+        cls, name: str, samples_us: Sequence[int], reference_name: str, reference_us: Sequence[int]
+    ) -> Latency:
+        """Percentiles in ms of samples given in µs."""
+        return cls(
+            name,
+            percentile(samples_us, 50) / 1000,
+            percentile(samples_us, 99) / 1000,
+            "ms",
+            reference_name,
+            percentile(reference_us, 50) / 1000,
+            percentile(reference_us, 99) / 1000,
+            len(samples_us),
+        )
+
+    @property
+    def ratio(self) -> float:
+        """The figure's p50 as a multiple of its reference's p50."""
+        return self.p50 / self.reference_p50 if self.reference_p50 else math.inf
+
+
+def percentile(samples: Sequence[int], pct: float) -> float:
+    """Nearest-rank percentile: the smallest sample with at least pct % of samples at or below it."""
+    ordered = sorted(samples)
+    if not ordered:
+        raise ValueError("no samples")
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+@dataclass(frozen=True, slots=True)
+class MicroPythonOutput:
+    fields: dict[str, list[str]]
+
+    def one(self, key: str) -> str:
+        return self.fields[key][0]
+
+    def ints(self, key: str) -> list[int]:
+        return [int(value) for value in self.fields.get(key, [])]
+
+
+def run_micropython(counts: Counts) -> MicroPythonOutput:
+    result = subprocess.run(
+        [
+            str(MICROPYTHON),
+            "-X",
+            f"heapsize={MICROPYTHON_HEAP}",
+            str(MICROPYTHON_SCRIPT),
+            str(FIRMWARE_DIR),
+            str(PROTOCOLS_DIR),
+            str(counts.presses),
+            str(counts.frames),
+            str(counts.runs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{MICROPYTHON_SCRIPT.name} failed:\n{result.stdout}{result.stderr}")
+    fields: dict[str, list[str]] = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        fields.setdefault(key, []).append(value)
+    return MicroPythonOutput(fields)
+
+
+def micropython_version() -> str:
+    result = subprocess.run(
+        [str(MICROPYTHON), "-c", "import sys; print(sys.version)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+def figures_from(out: MicroPythonOutput) -> list[Figure | Latency]:
+    frames = int(out.one("stream_frames"))
+    on_bytes_s = [us / 1e6 for us in out.ints("on_bytes_us")]
+    feed_s = [us / 1e6 for us in out.ints("feed_us")]
+    return [
+        Latency.from_samples(PRESS, out.ints("press_us"), ENCODE, out.ints("encode_us")),
+        Figure.from_runs(ON_BYTES, on_bytes_s, FEED, feed_s, amount=frames, unit="frames/s"),
+    ]
+
+
+def run(quick: bool) -> list[Figure | Latency]:
+    return figures_from(run_micropython(QUICK if quick else FULL))
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.3f}"
+
+
+def print_latencies(latencies: Sequence[Latency]) -> None:
+    """Two lines per latency, `p50 ... p99 ... unit`, the reference indented below it."""
+    rows: list[tuple[str, float, float, str, str]] = []
+    for f in latencies:
+        rows.append((f.name, f.p50, f.p99, f.unit, f"{f.samples} samples"))
+        rows.append((f"  reference: {f.reference_name}", f.reference_p50, f.reference_p99, f.unit, ""))
+    label_width = max(len(label) for label, *_ in rows)
+    number_width = max(len(_number(n)) for _, p50, p99, *_ in rows for n in (p50, p99))
+    for label, p50, p99, unit, note in rows:
+        line = f"{label:<{label_width}}  p50 {_number(p50).rjust(number_width)}"
+        line += f"  p99 {_number(p99).rjust(number_width)}  {unit}"
+        print(f"{line}   ({note})" if note else line)
+    for f in latencies:
+        print(f"{f.name}: p50 is {f.ratio:,.0f}x its reference")
+
+
+def main(argv: list[str] | None = None) -> int:
+    quick = quick_flag((__doc__ or "").splitlines()[0], argv)
+    counts = QUICK if quick else FULL
+    out = run_micropython(counts)
+    results = figures_from(out)
+    loop_ms = int(out.one("loop_ms"))
+    debounce_ms = int(out.one("debounce_ms"))
+    dropped = out.ints("dropped_results")
+    print_header(
+        "pole controller firmware on the MicroPython unix port (firmware/ via main.build)",
+        [
+            ("micropython", f"{micropython_version()}, heap {MICROPYTHON_HEAP}"),
+            ("firmware", out.one("firmware")),
+            (
+                "bell press",
+                f"{counts.presses} presses, main.run() loop with LOOP_SLEEP_MS = {loop_ms} ms on the "
+                f"real clock; each press at a pseudo-random point of the sleep; edge acks at once",
+            ),
+            (
+                "press floor",
+                f"by design ≥ the bell debounce, {debounce_ms} ms, plus up to one loop "
+                f"({loop_ms} ms sleep + the loop's work) before the level is first seen",
+            ),
+            (
+                "stream",
+                f"{int(out.one('stream_frames')):,} frames ({int(out.one('stream_commands')):,} COMMAND "
+                f"ping, the rest HEARTBEAT), {int(out.one('stream_bytes')):,} bytes, 64-byte reads; "
+                f"unacked results beyond the queue limit dropped: {dropped[0] if dropped else 0:,} per run",
+            ),
+            ("runs", f"{counts.runs} of each decoding run; latency p99 by nearest rank"),
+        ],
+        quick=quick,
+    )
+    print_latencies([r for r in results if isinstance(r, Latency)])
+    print()
+    print_figures([r for r in results if isinstance(r, Figure)])
+    presses_ms = [us / 1000 for us in out.ints("press_us")]
+    print(
+        f"bell press latency: min {min(presses_ms):.3f} ms, max {max(presses_ms):.3f} ms, "
+        f"standard deviation {statistics.pstdev(presses_ms):.3f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

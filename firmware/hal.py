@@ -3,9 +3,14 @@
 # ('linux', the simulator and the tests) they are the fakes below, which a test or the
 # simulator harness drives by hand. Everything else takes these objects as arguments.
 #
-# On 'linux' the simulator (watchpost/sim) passes the reset cause in $WATCHPOST_RESET_CAUSE
-# and, when its host-side watchdog is on, names a FIFO in $WATCHPOST_WDT that a feed writes
-# a byte to. The link UART is still a FakeUART: wiring it to a pty comes with that harness.
+# On 'linux' the simulator (watchpost/sim) passes the reset cause in $WATCHPOST_RESET_CAUSE;
+# when its host-side watchdog is on, it names a FIFO in $WATCHPOST_WDT that a feed writes a
+# byte to; $WATCHPOST_UART names the link UART (a pty the host keeps raw with VMIN=0,
+# VTIME=0, so a read with nothing waiting returns at once); $WATCHPOST_CONTROL names a FIFO
+# of line commands ("bell 1", "temp 75.0", ...) that set the fake pins and ADCs (both in
+# simio.py, imported only then);
+# $WATCHPOST_TELEMETRY_MS shortens the telemetry period for tests. Without them (the tests in
+# tests/firmware) the board is all fakes driven by hand.
 
 import sys
 
@@ -27,6 +32,7 @@ PINS = {
 BAUD = 115200
 WDT_TIMEOUT_MS = 8000  # the RP2040 watchdog tops out at about 8.3 s
 SUPPLY_DIVIDER = 122 / 22  # 100k over 22k
+TELEMETRY_MS = 60000
 
 
 class FakePin:
@@ -112,6 +118,7 @@ class FifoWDT:
 class Board:
     # What the controller needs from the hardware. reset_cause: "power-on", "watchdog",
     # "soft" or "unknown". reset(): restart the controller (never returns on the Pico).
+    # control: an object whose poll() main.py calls every loop (SimControl), or None.
     def __init__(self, bell, door, lamp, buzzer, bell_loop, supply, temp, uart, wdt, reset_cause, reset):
         self.bell = bell
         self.door = door
@@ -124,6 +131,8 @@ class Board:
         self.wdt = wdt
         self.reset_cause = reset_cause
         self.reset = reset
+        self.control = None
+        self.telemetry_ms = TELEMETRY_MS
 
 
 def _sim_reset():
@@ -177,6 +186,18 @@ def sim_board():
     wdt = os.getenv("WATCHPOST_WDT")
     if wdt:
         board.wdt = FifoWDT(wdt)
+    uart = os.getenv("WATCHPOST_UART")
+    control = os.getenv("WATCHPOST_CONTROL")
+    if uart or control:
+        import simio  # only the simulator pays for it in RAM
+
+        if uart:
+            board.uart = simio.PtyUART(uart)
+        if control:
+            board.control = simio.SimControl(control, board)
+    telemetry_ms = os.getenv("WATCHPOST_TELEMETRY_MS")
+    if telemetry_ms:
+        board.telemetry_ms = int(telemetry_ms)
     return board
 
 

@@ -1,7 +1,8 @@
 # Pole controller entry point: build the board (hal.py) and the Controller, then loop:
 # read the UART, tick, write what the link has to say, feed the watchdog, sleep ~5 ms.
-# On the Pico this file runs at boot; on the unix port the simulator harness (to come)
-# drives it over a pty, and tests call run() with a fake board and a loop limit.
+# On the Pico this file runs at boot; on the unix port the simulator (watchpost/sim) runs it
+# with the UART on a pty and the inputs set through board.control, and tests call run() with
+# a fake board and a loop limit.
 
 import time
 
@@ -29,6 +30,7 @@ def build(board, now):
         now=now,
         reset_cause=board.reset_cause,
         reset=board.reset,
+        telemetry_ms=board.telemetry_ms,
     )
 
 
@@ -37,10 +39,13 @@ def run(board, loops=-1, ticks_ms=time.ticks_ms, sleep_ms=time.sleep_ms):
     print("watchpost-controller %s ready reset=%s" % (FIRMWARE_VERSION, board.reset_cause))
     uart = board.uart
     wdt = board.wdt
+    control = board.control
     while loops != 0:
         if loops > 0:
             loops -= 1
         now = ticks_ms()
+        if control is not None:
+            control.poll()
         data = uart.read()
         if data:
             controller.on_bytes(data, now)

@@ -86,7 +86,7 @@ def sim() -> None:
     "firmware_env",
     multiple=True,
     metavar="NAME=VALUE",
-    help="Environment for the firmware (repeatable), e.g. WATCHPOST_UART=/dev/uart.",
+    help="Environment for the firmware (repeatable), e.g. WATCHPOST_TELEMETRY_MS=1000.",
 )
 @click.option(
     "--watchdog",
@@ -139,6 +139,8 @@ def sim_controller(
     def ready(console: Path) -> None:
         click.echo(f"console {console}", nl=True)
         click.echo(f"flash {settings.flash_dir}")
+        click.echo(f"uart {settings.uart_path}")
+        click.echo(f"control {settings.control_path}")
         sys.stdout.flush()
 
     asyncio.run(run_until_signalled(settings, on_ready=ready))

@@ -134,7 +134,16 @@ def test_the_flash_directory_is_the_root(controller: SimulatedController) -> Non
     assert result.stdout.strip() == "/ ['.reset_cause', 'dev', 'x.txt']"
     assert (controller.flash / "x.txt").read_text() == "hi"
     outside = sorted(p.relative_to(controller.state_dir).as_posix() for p in controller.state_dir.rglob("*"))
-    assert outside == ["console", "dev", "flash", "flash/.reset_cause", "flash/x.txt"]
+    assert outside == [
+        "console",
+        "dev",
+        "dev/control",  # the input control FIFO
+        "dev/uart",  # the link UART, firmware side
+        "flash",
+        "flash/.reset_cause",
+        "flash/x.txt",
+        "uart",  # the link UART, edge side
+    ]
 
 
 @pytest.mark.micropython

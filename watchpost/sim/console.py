@@ -9,6 +9,11 @@ between the two masters. When the interpreter exits (mpremote's soft reset, `sys
 `machine.soft_reset()`) it is started again, and the console shows what a board shows on a
 soft reboot; if the board was in raw REPL it comes back in raw REPL, as mpremote expects.
 
+The link UART is a second pair of ptys, relayed the same way (`UartLine`): the firmware opens
+`/dev/uart` (`<state_dir>/dev/uart`), the edge opens `<state_dir>/uart` with pyserial. Inputs
+(bell, door, bell loop, temperature, supply) are set through the FIFO `/dev/control`
+(`watchpost.sim.controls` writes it; firmware/hal.py's SimControl reads it).
+
 `ConsoleRelay` is the pure part (bytes in, bytes out: which mode the REPL is in, what to hold
 back while the interpreter boots, how to re-enter raw REPL); `PoleControllerSimulator` is the
 I/O shell. Neighbours: `watchpost.cli` (`watchpost sim controller`) starts it;
@@ -46,11 +51,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # What the firmware sees. The flash directory is `/`; `<state_dir>/dev` is `/dev`, where the
-# host side puts what the firmware opens (the watchdog FIFO now, the link UART's pty later).
+# host side puts what the firmware opens: the watchdog FIFO, the link UART, the input control.
 RESET_CAUSE_FILE = ".reset_cause"
 ENV_RESET_CAUSE = "WATCHPOST_RESET_CAUSE"
 ENV_WATCHDOG = "WATCHPOST_WDT"
 WATCHDOG_DEVICE = "/dev/wdt"
+ENV_UART = "WATCHPOST_UART"
+UART_DEVICE = "/dev/uart"
+ENV_CONTROL = "WATCHPOST_CONTROL"
+CONTROL_DEVICE = "/dev/control"
 
 # What a board prints. mpremote waits for exactly these.
 SOFT_REBOOT_LINE = b"MPY: soft reboot\r\n"
@@ -68,6 +77,10 @@ _STARTUP_MARKS = (MARK_REPL, MARK_EXIT)
 
 # Console output nobody reads is dropped beyond this, as a USB CDC port with no host drops it.
 CONSOLE_BACKLOG_LIMIT = 16 * 1024
+# Link UART bytes the far side has not taken yet, per direction, beyond what the pty itself
+# buffers. A UART never blocks its sender: with nobody reading, the oldest bytes are lost, as
+# they would be on the wire. Several seconds of a quiet link fit (heartbeats, one alarm).
+UART_BACKLOG_LIMIT = 4 * 1024
 
 DEFAULT_HEAPSIZE = "128K"
 FAILED_BOOT_PAUSE = 1.0  # seconds before restarting an interpreter that died while booting
@@ -289,8 +302,8 @@ class SimulatorSettings:
     # take on the RP2040: 128K here is a tight 64K on the Pico (whose real heap is ~190K).
     # At 64K here, importing the 19 KB link codec from main.py already fails (fragmentation).
     heapsize: str = DEFAULT_HEAPSIZE
-    # Extra environment for the firmware, e.g. WATCHPOST_UART=/dev/uart once the link
-    # harness links `<state_dir>/dev/uart` to its pty.
+    # Extra environment for the firmware, e.g. WATCHPOST_TELEMETRY_MS=1000. WATCHPOST_UART and
+    # WATCHPOST_CONTROL are set to the simulator's devices unless given here.
     firmware_env: Mapping[str, str] = field(default_factory=dict)
     # Seconds without a feed, after the first feed, before the host-side watchdog resets
     # the controller. None: no watchdog.
@@ -313,6 +326,16 @@ class SimulatorSettings:
     @property
     def dev_dir(self) -> Path:
         return self.state_dir / "dev"
+
+    @property
+    def uart_path(self) -> Path:
+        """The link UART as the edge sees it (open it with pyserial)."""
+        return self.state_dir / "uart"
+
+    @property
+    def control_path(self) -> Path:
+        """The FIFO of input commands (see `watchpost.sim.controls`)."""
+        return self.dev_dir / "control"
 
 
 class _Outbox:
@@ -359,6 +382,89 @@ class _Outbox:
         self._pending.clear()
 
 
+def _replace_symlink(link: Path, target: str) -> None:
+    temporary = link.with_name(link.name + ".new")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    temporary.symlink_to(target)
+    temporary.replace(link)
+
+
+def _open_raw_pty(*, nonblocking_reads: bool) -> tuple[int, int]:
+    """A pty pair with its slave raw; with `nonblocking_reads`, VMIN=0 and VTIME=0, so a read
+    of the slave with nothing waiting returns 0 bytes at once (the unix port has no fcntl to
+    make a file non-blocking; these settings belong to the tty, so they hold for whoever opens
+    it as long as we keep it open)."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    if nonblocking_reads:
+        attrs = termios.tcgetattr(slave)
+        attrs[6][termios.VMIN] = 0
+        attrs[6][termios.VTIME] = 0
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    os.set_blocking(master, False)
+    return master, slave
+
+
+class UartLine:
+    """The link UART between the simulated controller and the edge: two pty pairs whose
+    masters this process relays. The firmware opens one slave (`<state_dir>/dev/uart`), the
+    edge the other (`<state_dir>/uart`).
+
+    Why two ptys and a relay rather than one pty with the edge on its master: a pty master
+    has no path pyserial could open, and the edge must see a tty like `/dev/ttyAMA0`. The
+    relay also makes the line behave like a UART rather than a pipe: both slaves are held
+    open here, so neither side sees EIO or EOF when the other restarts (an interpreter
+    reset, an edge reconnect), a sender never blocks on a reader that stopped reading (bytes
+    beyond UART_BACKLOG_LIMIT are dropped), and what the edge sent while the controller was
+    in reset is discarded, as a real UART's receive FIFO is lost on reset."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, *, device_link: Path, host_link: Path) -> None:
+        self._loop = loop
+        self.device_link = device_link
+        self.host_link = host_link
+        self._device_master, self._device_slave = _open_raw_pty(nonblocking_reads=True)
+        self._host_master, self._host_slave = _open_raw_pty(nonblocking_reads=False)
+        _replace_symlink(device_link, os.ttyname(self._device_slave))
+        _replace_symlink(host_link, os.ttyname(self._host_slave))
+        self._to_host = _Outbox(loop, self._host_master, limit=UART_BACKLOG_LIMIT)
+        self._to_device = _Outbox(loop, self._device_master, limit=UART_BACKLOG_LIMIT)
+        loop.add_reader(self._device_master, self._relay, self._device_master, self._to_host)
+        loop.add_reader(self._host_master, self._relay, self._host_master, self._to_device)
+        log.info("uart %s <-> %s", device_link, host_link)
+
+    @property
+    def dropped(self) -> int:
+        """Bytes lost because the far side did not read them in time."""
+        return self._to_host.dropped + self._to_device.dropped
+
+    def _relay(self, source: int, outbox: _Outbox) -> None:
+        try:
+            data = os.read(source, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # EIO cannot happen while we hold the slave, but be calm
+            if exc.errno == errno.EIO:
+                return
+            raise
+        outbox.write(data)
+
+    def controller_reset(self) -> None:
+        """Drop what waits for the controller: its receive FIFO does not survive a reset."""
+        termios.tcflush(self._device_slave, termios.TCIFLUSH)
+
+    def close(self) -> None:
+        for path in (self.device_link, self.host_link):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        for outbox in (self._to_host, self._to_device):
+            outbox.close()
+        for fd in (self._device_master, self._host_master):
+            self._loop.remove_reader(fd)
+        for fd in (self._device_master, self._device_slave, self._host_master, self._host_slave):
+            os.close(fd)
+
+
 def _make_controlling_tty() -> None:
     # Runs in the child between fork and exec (after setsid): the pty becomes its terminal,
     # so Ctrl-C typed while code runs reaches the unix port as SIGINT, as on a terminal.
@@ -396,6 +502,8 @@ class PoleControllerSimulator:
         self._watchdog_fd = -1
         self._watchdog_keepalive_fd = -1
         self._watchdog_timer: asyncio.TimerHandle | None = None
+        self._uart: UartLine | None = None
+        self._control_fd = -1
 
     # -- public ----------------------------------------------------------------------------
 
@@ -405,6 +513,12 @@ class PoleControllerSimulator:
         self._prepare_state_dir()
         self._open_console()
         self._open_watchdog()
+        self._uart = UartLine(
+            self._loop,
+            device_link=self.settings.dev_dir / "uart",
+            host_link=self.settings.uart_path,
+        )
+        self._open_control()
         try:
             if on_ready is not None:
                 on_ready(self.settings.console_path)
@@ -412,6 +526,9 @@ class PoleControllerSimulator:
             while not self._stopping:
                 cause = await self._run_interpreter(cause)
         finally:
+            self._close_control()
+            if self._uart is not None:
+                self._uart.close()
             self._close_watchdog()
             self._close_console()
             self._stopped.set()
@@ -483,6 +600,8 @@ class PoleControllerSimulator:
         env = dict(os.environ)
         env.update(self.settings.firmware_env)
         env[ENV_RESET_CAUSE] = cause.value
+        env.setdefault(ENV_UART, UART_DEVICE)
+        env.setdefault(ENV_CONTROL, CONTROL_DEVICE)
         if self.settings.watchdog_timeout is not None:
             env[ENV_WATCHDOG] = WATCHDOG_DEVICE
         return env
@@ -493,6 +612,8 @@ class PoleControllerSimulator:
         assert self._console_out is not None
         settings = self.settings
         self._write_reset_cause(cause)
+        if self._uart is not None:
+            self._uart.controller_reset()
         mode = self.relay.interpreter_started()
         code = startup_code(
             flash_dir=settings.flash_dir.resolve(), dev_dir=settings.dev_dir.resolve(), mode=mode
@@ -587,6 +708,26 @@ class PoleControllerSimulator:
         # Its own session and process group: kill whatever it may have started too.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+
+    # -- the input control FIFO -------------------------------------------------------------
+    # Held open read-write here and never read: as a writer it keeps the firmware's open()
+    # from blocking and its reads from seeing end-of-file; as a reader it lets
+    # `watchpost.sim.controls` open the FIFO without blocking whether or not an interpreter
+    # runs. Commands written while none runs wait for the next one.
+
+    def _open_control(self) -> None:
+        fifo = self.settings.control_path
+        with contextlib.suppress(FileNotFoundError):
+            fifo.unlink()
+        os.mkfifo(fifo)
+        self._control_fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)
+
+    def _close_control(self) -> None:
+        if self._control_fd >= 0:
+            os.close(self._control_fd)
+            self._control_fd = -1
+        with contextlib.suppress(FileNotFoundError):
+            self.settings.control_path.unlink()
 
     # -- the host-side watchdog ------------------------------------------------------------
     # The firmware feeds it by writing a byte to the FIFO named in $WATCHPOST_WDT. It arms at

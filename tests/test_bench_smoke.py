@@ -126,3 +126,19 @@ def test_firmware_prints_press_latency_and_decoding_figures_with_references(micr
         best, median = found[(label, "frames/s")]
         assert best > 0, label
         assert median > 0, label
+
+
+def test_outbox_append_prints_throughput_and_bytes_per_record_with_references_and_target() -> None:
+    output = run_quick("outbox_append.py")
+    assert_header(output)
+    found = figures(output)
+    for label, unit in (
+        ("Outbox.append + group commit (WAL, synchronous=FULL)", "records/s"),
+        ("reference: sqlite3 executemany, 5,000 rows per commit (WAL, synchronous=FULL)", "records/s"),
+        ("bytes written per record, Outbox", "B/record"),
+        ("reference: bytes written per record, raw sqlite3", "B/record"),
+    ):
+        best, median = found[(label, unit)]
+        assert best > 0, label
+        assert median > 0, label
+    assert "target ≥ 50000 records/s" in output

@@ -346,6 +346,10 @@ class FrameDecoder:
 #   to the ack its peer is advertising. So a stale ack (from before a reboot of either side)
 #   can never acknowledge a new frame, and a rebooted peer's HELLO is never taken for a
 #   duplicate.
+# * A receiver made with confirm_delivery acknowledges a frame only when the application
+#   calls confirm(seq) (the edge: once the frame's content is on flash). Until then the
+#   sender retransmits and duplicates are not delivered again; a receiver that dies before
+#   confirming gets the frame again after it restarts.
 # * Either side sends HEARTBEAT when it has been quiet for `heartbeat_ms`; a peer not heard
 #   for `dead_after_ms` is down. Queued frames wait (bounded) and go when it returns.
 #
@@ -379,7 +383,12 @@ class LinkSession:
         rto_max_ms: int = 3000,
         heartbeat_ms: int = 1000,
         dead_after_ms: int = 3500,
+        confirm_delivery: bool = False,
     ) -> None:
+        # confirm_delivery: acknowledge a frame only when the application calls confirm(seq),
+        # e.g. once the edge has made a bell press durable. Until then the peer keeps
+        # retransmitting, so a crash between receiving and storing loses nothing.
+        self.confirm_delivery = confirm_delivery
         self.queue_limit = queue_limit
         self.rto_ms = rto_ms
         self.rto_max_ms = rto_max_ms
@@ -394,7 +403,8 @@ class LinkSession:
         self._next_seq = 1
         self._last_tx = now - heartbeat_ms  # so the first poll sends a heartbeat at once
         # Incoming.
-        self._last_rx_seq = 0
+        self._last_rx_seq = 0  # last seq accepted: duplicates are told by it
+        self._ack_seq = 0  # the seq this side acknowledges in every frame it sends
         self._ack_due = False
         self._peer_ack = -1  # ack the peer advertises; -1 until heard
         self._last_heard = now
@@ -464,7 +474,7 @@ class LinkSession:
     def _encode(self, frame_type: int, seq: int, payload: bytes, now: int) -> bytes:
         self._ack_due = False
         self._last_tx = now
-        return encode_frame(frame_type, seq, self._last_rx_seq, payload)
+        return encode_frame(frame_type, seq, self._ack_seq, payload)
 
     # -- incoming
 
@@ -482,13 +492,23 @@ class LinkSession:
             if frame.frame_type in (T_HEARTBEAT, T_ACK):
                 return None
             return frame  # unsequenced data: delivered as is, not acknowledged
-        self._ack_due = True
         if frame.seq == self._last_rx_seq:
             self.duplicates += 1
+            if self._ack_seq == frame.seq:
+                self._ack_due = True  # our ack was lost: say it again
             return None
         self._last_rx_seq = frame.seq
         self.delivered += 1
+        if not self.confirm_delivery:
+            self.confirm(frame.seq)
         return frame
+
+    def confirm(self, seq: int) -> None:
+        # The application has what frame `seq` carried (stored it, or decided to drop it):
+        # acknowledge it. Only the last frame delivered can be pending (stop-and-wait).
+        if seq == self._last_rx_seq and seq != 0:
+            self._ack_seq = seq
+            self._ack_due = True
 
     def peer_alive(self, now: int) -> bool:
         if self.peer_up and ticks_diff(now, self._last_heard) >= self.dead_after_ms:

@@ -784,6 +784,10 @@ def serial_link() -> list[str]:
         "* A sequenced frame carries seq 1..255. The receiver accepts it unless seq equals the last "
         "seq it accepted: that is a retransmission, acknowledged again but not delivered again.",
         "* Every frame carries `ack` = the last seq this side accepted (0: none yet).",
+        "* A receiver made with `confirm_delivery=True` acknowledges a frame only when the application "
+        "calls `confirm(seq)` — the edge does so once the frame's content is on flash. Until then the "
+        "sender retransmits and duplicates are not delivered again; a receiver that dies before "
+        "confirming gets the frame again after it restarts.",
         f"* The sender retransmits the frame in flight every `rto_ms` (default {defaults['rto_ms']} ms), "
         f"doubling up to `rto_max_ms` ({defaults['rto_max_ms']} ms), until an ack names its seq. "
         "Nothing is ever given up: a bell press waits for the edge.",

@@ -20,6 +20,7 @@ class End:
     session: LinkSession
     decoder: FrameDecoder = field(default_factory=FrameDecoder)
     delivered: list[Frame] = field(default_factory=list)
+    store_at_once: bool = False  # with confirm_delivery: confirm each frame as it arrives
 
     def receive(self, wire: bytes, now: int) -> None:
         for item in self.decoder.feed(wire):
@@ -27,6 +28,8 @@ class End:
                 got = self.session.on_frame(item, now)
                 if got is not None:
                     self.delivered.append(got)
+                    if self.store_at_once:
+                        self.session.confirm(got.seq)
 
 
 def exchange(a: End, b: End, now: int) -> None:
@@ -199,13 +202,14 @@ def damage(wire: bytes, rng: random.Random, loss: float) -> bytes:
     seed=st.integers(0, 2**32 - 1),
     loss=st.floats(0.0, 0.45),
     sends=st.lists(st.sampled_from([CLASS_ALARM, CLASS_EVENT, CLASS_TELEMETRY]), min_size=1, max_size=25),
+    confirm=st.booleans(),
 )
 def test_over_a_bad_line_every_frame_arrives_exactly_once_in_order(
-    seed: int, loss: float, sends: list[int]
+    seed: int, loss: float, sends: list[int], confirm: bool
 ) -> None:
     rng = random.Random(seed)
     mcu = End(LinkSession(0, queue_limit=64))
-    edge = End(LinkSession(0, queue_limit=64))
+    edge = End(LinkSession(0, queue_limit=64, confirm_delivery=confirm), store_at_once=True)
     for i, klass in enumerate(sends):
         mcu.session.send(link.T_EVENT, b"m%d" % i, klass)
         edge.session.send(link.T_COMMAND, b"c%d" % i, CLASS_EVENT)
@@ -220,3 +224,45 @@ def test_over_a_bad_line_every_frame_arrives_exactly_once_in_order(
         mine = [b"m%d" % i for i, k in enumerate(sends) if k == klass]
         assert [p for p in got if p in mine] == mine  # FIFO within a class
     assert payloads(mcu) == [b"c%d" % i for i in range(len(sends))]
+
+
+# --- acknowledging only what the application has stored ------------------------------------
+
+
+def test_with_confirm_delivery_nothing_is_acked_until_the_edge_has_stored_it() -> None:
+    mcu, edge = End(LinkSession(0)), End(LinkSession(0, confirm_delivery=True))
+    mcu.session.send(link.T_EVENT, b"bell", CLASS_ALARM)
+    now = run(mcu, edge, 0, 1000)
+    assert payloads(edge) == [b"bell"]  # delivered once...
+    assert mcu.session.backlog() == 1  # ...but not acknowledged: the controller keeps it
+    assert mcu.session.retransmits > 0
+    assert edge.session.duplicates > 0
+    edge.session.confirm(edge.delivered[0].seq)  # now it is on flash
+    run(mcu, edge, now, now + 500)
+    assert mcu.session.backlog() == 0
+    assert payloads(edge) == [b"bell"]
+
+
+def test_an_edge_that_dies_before_storing_gets_the_press_again_after_restart() -> None:
+    mcu = End(LinkSession(0))
+    edge = End(LinkSession(0, confirm_delivery=True))
+    mcu.session.send(link.T_EVENT, b"bell", CLASS_ALARM)
+    now = run(mcu, edge, 0, 500)
+    assert payloads(edge) == [b"bell"]  # received, then the edge process is killed
+    restarted = End(LinkSession(now, confirm_delivery=True))
+    run(mcu, restarted, now, now + 3000)
+    assert payloads(restarted) == [b"bell"]
+    restarted.session.confirm(restarted.delivered[0].seq)
+    run(mcu, restarted, now + 3000, now + 3500)
+    assert mcu.session.backlog() == 0
+
+
+def test_confirming_a_frame_that_is_not_the_last_one_delivered_does_nothing() -> None:
+    edge = LinkSession(0, confirm_delivery=True)
+    edge.on_frame(Frame(link.T_EVENT, 5, 0, b"bell"), 0)
+    edge.confirm(4)
+    edge.confirm(0)
+    frames = [f for w in edge.poll(0) for f in FrameDecoder().feed(w)]
+    assert all(isinstance(f, Frame) and f.ack == 0 for f in frames)
+    edge.confirm(5)
+    assert [f for w in edge.poll(1) for f in FrameDecoder().feed(w)] == [Frame(link.T_ACK, 0, 5)]

@@ -158,7 +158,12 @@ class ControllerLink:
         rto_max_ms: int = 3000,
         heartbeat_ms: int = 1000,
         dead_after_ms: int = 3500,
+        confirm_delivery: bool = False,
     ) -> None:
+        # confirm_delivery: the controller's frames that reach `items` are acknowledged on the
+        # link only when the consumer calls confirm_stored() (after the outbox committed what
+        # they carry). Until then the controller keeps retransmitting them, so an agent that
+        # dies in between gets them again after its restart.
         if (port is None) == (transport is None):
             raise ValueError("give exactly one of port= (a serial device path) or transport=")
         if poll_interval <= 0 or reopen_interval <= 0 or command_timeout <= 0:
@@ -176,7 +181,11 @@ class ControllerLink:
             rto_max_ms=rto_max_ms,
             heartbeat_ms=heartbeat_ms,
             dead_after_ms=dead_after_ms,
+            confirm_delivery=confirm_delivery,
         )
+        # The frame behind an item on `items` that its consumer has yet to confirm (at most one).
+        self._unconfirmed_seq = 0
+        self._unconfirmed_item: LinkItem | None = None
         self._peer_up = False
         self._transport_healthy = True
         self._pending: dict[CommandId, asyncio.Future[CommandResult]] = {}
@@ -318,25 +327,50 @@ class ControllerLink:
             if frame is not None:
                 self._on_frame(frame, now)
 
+    def confirm_stored(self, item: LinkItem) -> None:
+        """The consumer has stored `item` (taken from `items`): acknowledge its frame.
+
+        Stop-and-wait means at most one controller frame is ever unconfirmed; confirming any
+        other item (a status event, an item already confirmed) does nothing."""
+        if self._unconfirmed_seq and item is self._unconfirmed_item:
+            self._confirm()
+
+    def _confirm(self) -> None:
+        self._session.confirm(self._unconfirmed_seq)
+        self._unconfirmed_seq = 0
+        self._unconfirmed_item = None
+
     def _on_frame(self, frame: link.Frame, now: int) -> None:
         message = decode_controller_payload(frame.frame_type, frame.payload)
+        queued = self._route(message, now)
+        if not frame.seq or not self._session.confirm_delivery:
+            return  # unsequenced, or the session acknowledged it already
+        self._unconfirmed_seq = frame.seq
+        self._unconfirmed_item = queued
+        if queued is None:
+            self._confirm()  # nothing for the consumer to store: rejected, or a result
+
+    def _route(self, message: ControllerMessage | PayloadRejected, now: int) -> LinkItem | None:
+        # The item put on `items`, if any.
         if isinstance(message, PayloadRejected):
             counts = self._counters.payload_rejections
             counts[message.reason] = counts.get(message.reason, 0) + 1
             log.warning("controller payload rejected: %s", message)
-            return
+            return None
         if isinstance(message, Hello):
             self._counters.controller_resets += 1
-            self._put(ControllerReset(now, message))
-            return
+            reset = ControllerReset(now, message)
+            self._put(reset)
+            return reset
         if isinstance(message, CommandResult) and message.id is not None:
             future = self._pending.get(message.id)
             if future is not None and not future.done():
                 future.set_result(message)
-                return
+                return None
         if isinstance(message, CommandResult):
             self._counters.unmatched_results += 1
         self._put(message)
+        return message
 
     def _put(self, item: LinkItem) -> None:
         if not isinstance(item, LinkUp | LinkDown):

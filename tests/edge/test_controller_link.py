@@ -180,9 +180,11 @@ def test_link_down_when_the_simulator_stops(start_pole: Callable[..., Pole]) -> 
 # --- Against the fake transport (no MicroPython) ------------------------------------------------
 
 
-def fake_link(**settings: Any) -> tuple[ControllerLink, FakeControllerTransport]:
+def fake_link(
+    *, confirm_delivery: bool = False, **settings: Any
+) -> tuple[ControllerLink, FakeControllerTransport]:
     fake = FakeControllerTransport(clock=monotonic_ms, **settings)
-    return ControllerLink(transport=fake, poll_interval=0.001), fake
+    return ControllerLink(transport=fake, poll_interval=0.001, confirm_delivery=confirm_delivery), fake
 
 
 def test_the_fake_controller_says_hello_and_answers_commands() -> None:
@@ -253,6 +255,32 @@ def test_a_duplicated_frame_is_delivered_once() -> None:
             later = await drain(controller, 0.2)
             assert [i for i in later if isinstance(i, BellPressed)] == [BellPressed(id="b", n=1, t=9)]
             assert controller.counters().duplicates == 1
+
+    run(scenario())
+
+
+def test_with_confirm_delivery_a_press_is_acked_only_once_stored() -> None:
+    async def scenario() -> None:
+        controller, fake = fake_link(confirm_delivery=True)
+        async with controller:
+            reset = await expect(controller, is_reset, timeout=1)
+            controller.confirm_stored(reset)  # the reset is handled
+            fake.send(link.T_EVENT, b'{"k":"bell","st":"pressed","id":"b","n":1,"t":9}', link.CLASS_ALARM)
+            pressed = await expect(controller, lambda i: isinstance(i, BellPressed), timeout=1)
+            assert pressed == BellPressed(id="b", n=1, t=9)
+            later = await drain(controller, 0.6)
+            assert fake.session.backlog() == 1  # not acknowledged: the controller still holds it
+            assert fake.session.retransmits > 0
+            assert not [i for i in later if isinstance(i, BellPressed)]  # and not delivered twice
+            controller.confirm_stored(LinkUp(0))  # another item: confirms nothing
+            await drain(controller, 0.3)
+            assert fake.session.backlog() == 1
+            controller.confirm_stored(pressed)  # the outbox has committed it
+            await drain(controller, 0.3)
+            assert fake.session.backlog() == 0
+            # A command still works: its result is confirmed by the link itself.
+            result = await controller.send_command(payloads.ping(id="p-1"))
+            assert result.ok
 
     run(scenario())
 

@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import math
 import statistics
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._micropython import ScriptOutput, run_script
+from bench._micropython import version as micropython_version
 from bench._report import Figure, print_figures, print_header, quick_flag
 from protocols import link
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE_DIR = ROOT / "firmware"
 PROTOCOLS_DIR = Path(link.__file__).parent
-MICROPYTHON = Path(sys.executable).parent / "micropython"
 MICROPYTHON_SCRIPT = Path(__file__).with_name("firmware_mpy.py")
 # Compiling the firmware from source needs ~84K on this 64-bit port; the 20,000-frame stream
 # is held in RAM as well. This measures speed, not the heap: the heap is tests/firmware's job.
@@ -101,56 +101,19 @@ def percentile(samples: Sequence[int], pct: float) -> float:
     return float(ordered[rank - 1])
 
 
-@dataclass(frozen=True, slots=True)
-class MicroPythonOutput:
-    fields: dict[str, list[str]]
-
-    def one(self, key: str) -> str:
-        return self.fields[key][0]
-
-    def ints(self, key: str) -> list[int]:
-        return [int(value) for value in self.fields.get(key, [])]
-
-
-def run_micropython(counts: Counts) -> MicroPythonOutput:
-    result = subprocess.run(
-        [
-            str(MICROPYTHON),
-            "-X",
-            f"heapsize={MICROPYTHON_HEAP}",
-            str(MICROPYTHON_SCRIPT),
-            str(FIRMWARE_DIR),
-            str(PROTOCOLS_DIR),
-            str(counts.presses),
-            str(counts.frames),
-            str(counts.runs),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
+def run_micropython(counts: Counts) -> ScriptOutput:
+    return run_script(
+        MICROPYTHON_SCRIPT,
+        str(FIRMWARE_DIR),
+        str(PROTOCOLS_DIR),
+        str(counts.presses),
+        str(counts.frames),
+        str(counts.runs),
+        heap=MICROPYTHON_HEAP,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"{MICROPYTHON_SCRIPT.name} failed:\n{result.stdout}{result.stderr}")
-    fields: dict[str, list[str]] = {}
-    for line in result.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        fields.setdefault(key, []).append(value)
-    return MicroPythonOutput(fields)
 
 
-def micropython_version() -> str:
-    result = subprocess.run(
-        [str(MICROPYTHON), "-c", "import sys; print(sys.version)"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout.strip()
-
-
-def figures_from(out: MicroPythonOutput) -> list[Figure | Latency]:
+def figures_from(out: ScriptOutput) -> list[Figure | Latency]:
     frames = int(out.one("stream_frames"))
     on_bytes_s = [us / 1e6 for us in out.ints("on_bytes_us")]
     feed_s = [us / 1e6 for us in out.ints("feed_us")]

@@ -12,12 +12,13 @@ port (bench/link_decoder_mpy.py, same stream, checked by CRC). The CPython refer
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench._micropython import run_script
+from bench._micropython import version as micropython_version
 from bench._report import Figure, print_figures, print_header, quick_flag, time_runs
 from protocols import link
 
@@ -43,7 +44,6 @@ CYCLE: tuple[tuple[int, bytes], ...] = (
     (link.T_TELEMETRY, TELEMETRY),
 )
 
-MICROPYTHON = Path(sys.executable).parent / "micropython"
 MICROPYTHON_SCRIPT = Path(__file__).with_name("link_decoder_mpy.py")
 MICROPYTHON_HEAP = "32M"  # the unix port's default 2 MiB cannot hold the 20,000-frame stream
 PROTOCOLS_DIR = Path(link.__file__).parent
@@ -121,43 +121,12 @@ def check_decoder(stream: Stream) -> None:
         )
 
 
-def micropython_version() -> str:
-    result = subprocess.run(
-        [str(MICROPYTHON), "-c", "import sys; print(sys.version)"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout.strip()
-
-
 def time_micropython(frames: int, runs: int) -> MicroPythonRuns:
-    result = subprocess.run(
-        [
-            str(MICROPYTHON),
-            "-X",
-            f"heapsize={MICROPYTHON_HEAP}",
-            str(MICROPYTHON_SCRIPT),
-            str(PROTOCOLS_DIR),
-            str(frames),
-            str(runs),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{MICROPYTHON_SCRIPT.name} failed:\n{result.stdout}{result.stderr}")
-    fields: dict[str, list[str]] = {}
-    for line in result.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        fields.setdefault(key, []).append(value)
+    out = run_script(MICROPYTHON_SCRIPT, str(PROTOCOLS_DIR), str(frames), str(runs), heap=MICROPYTHON_HEAP)
     return MicroPythonRuns(
-        stream_bytes=int(fields["stream_bytes"][0]),
-        stream_crc=int(fields["stream_crc"][0], 16),
-        seconds=[int(us) / 1e6 for us in fields["run_us"]],
+        stream_bytes=int(out.one("stream_bytes")),
+        stream_crc=int(out.one("stream_crc"), 16),
+        seconds=[us / 1e6 for us in out.ints("run_us")],
     )
 
 

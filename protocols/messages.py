@@ -44,7 +44,8 @@ EpochMs = Annotated[int, Meta(ge=0, le=2**53 - 1, description="milliseconds sinc
 BdSeq = Annotated[int, Meta(ge=0, le=255, description="birth/death sequence, wraps 255 -> 0")]
 Seq = Annotated[int, Meta(ge=0, le=2**32 - 1, description="per-session message counter, birth is 0")]
 Id = Annotated[str, Meta(pattern=ID_PATTERN, description="a-z, 0-9, '.', '_', '-'; at most 64")]
-Version = Annotated[str, Meta(pattern=r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$", max_length=64)]
+VERSION_PATTERN: Final = r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$"
+Version = Annotated[str, Meta(pattern=VERSION_PATTERN, max_length=64)]
 Name = Annotated[str, Meta(min_length=1, max_length=128)]
 Text = Annotated[str, Meta(max_length=2000)]
 Count = Annotated[int, Meta(ge=0, le=2**63 - 1)]
@@ -82,12 +83,15 @@ class _Record(_SessionMessage, kw_only=True, frozen=True):
 # --- node -> fleet ----------------------------------------------------------------------------
 
 
+ResetCause = Literal["power-on", "watchdog", "soft", "brown-out", "unknown"]
+
+
 class ControllerInfo(_Part, kw_only=True, frozen=True):
     """The pole controller behind this node, as it said in its first frame after boot."""
 
     link: Literal["serial", "gpio"]
     firmware_version: Version | None = None
-    reset_cause: Literal["power-on", "watchdog", "soft", "brown-out", "unknown"] | None = None
+    reset_cause: ResetCause | None = None
 
 
 class CameraInfo(_Part, kw_only=True, frozen=True):
@@ -96,6 +100,12 @@ class CameraInfo(_Part, kw_only=True, frozen=True):
     camera_id: Id
     name: Name
     model: Name | None = None
+
+
+NodeKey = Annotated[str, Meta(pattern=r"^[A-Za-z0-9+/]{43}=$", description="base64 raw Ed25519 public key")]
+KeyId = Annotated[
+    str, Meta(pattern=r"^[0-9a-f]{16}$", description="first 16 hex digits of SHA-256(raw public key)")
+]
 
 
 class NodeBirth(_SessionMessage, tag="birth", kw_only=True, frozen=True):
@@ -109,6 +119,7 @@ class NodeBirth(_SessionMessage, tag="birth", kw_only=True, frozen=True):
     cameras: Annotated[list[CameraInfo], Meta(max_length=64)] = []
     bells: Annotated[list[Id], Meta(max_length=8)] = []
     capabilities: Annotated[list[Name], Meta(max_length=64)] = []
+    node_key: NodeKey | None = None  # verifies the node's signed site visits (protocols.visits)
 
     def __post_init__(self) -> None:
         if self.seq != 0:
@@ -180,13 +191,17 @@ EventCategory = Literal[
 ]
 
 
+EventState = Literal["raised", "cleared", "info"]
+Severity = Literal["info", "minor", "major", "critical"]
+
+
 class Event(_Record, tag="event", kw_only=True, frozen=True):
     """Something changed at the pole: raised and cleared pairs open and close faults in the fleet."""
 
     event_id: Id
     category: EventCategory
-    state: Literal["raised", "cleared", "info"]
-    severity: Literal["info", "minor", "major", "critical"]
+    state: EventState
+    severity: Severity
     component: Id | None = None
     value: float | None = None
     detail: Text = ""
@@ -274,6 +289,25 @@ class OtaProgress(_Record, tag="ota", kw_only=True, frozen=True):
     detail: Text = ""
 
 
+VisitAction = Literal["check-in", "resolve", "check-out"]
+
+
+class SiteVisit(_Record, tag="visit", kw_only=True, frozen=True):
+    """A technician at the pole checked in, resolved a fault, or left, on the node's own service
+    interface. The node signs it (protocols.visits), so the centre knows someone was physically
+    there; `at` is the node's clock when it happened, which may be long before it was sent."""
+
+    visit_id: Id
+    action: VisitAction
+    technician: Name
+    at: EpochMs
+    clock_synced: bool | None = None  # was the node's clock synchronised when `at` was taken
+    fault_id: Id | None = None
+    note: Text = ""
+    node_key_id: KeyId
+    signature: Annotated[str, Meta(pattern=r"^[A-Za-z0-9+/]{86}==$", description="base64 Ed25519")]
+
+
 # --- fleet -> node ----------------------------------------------------------------------------
 
 CommandName = Literal[
@@ -335,6 +369,7 @@ Message = (
     | VideoBatch
     | CommandResult
     | OtaProgress
+    | SiteVisit
     | Command
     | AlarmAck
     | OtaOffer
@@ -350,6 +385,7 @@ MESSAGE_TYPES: Final[dict[Kind, type[Message]]] = {
     Kind.VIDEO: VideoBatch,
     Kind.RESULT: CommandResult,
     Kind.OTA_PROGRESS: OtaProgress,
+    Kind.VISIT: SiteVisit,
     Kind.COMMAND: Command,
     Kind.ALARM_ACK: AlarmAck,
     Kind.OTA_OFFER: OtaOffer,

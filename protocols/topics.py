@@ -37,6 +37,7 @@ class Kind(enum.StrEnum):
     VIDEO = "video"
     RESULT = "result"
     OTA_PROGRESS = "ota"
+    VISIT = "visit"
     COMMAND = "command"
     ALARM_ACK = "alarm-ack"
     OTA_OFFER = "ota-offer"
@@ -69,6 +70,7 @@ ROUTES: dict[Kind, Route] = {
         Route(Kind.VIDEO, Direction.UP, 1, False, "recording segments and video events, batched"),
         Route(Kind.RESULT, Direction.UP, 1, False, "outcome of a command, by its correlation id"),
         Route(Kind.OTA_PROGRESS, Direction.UP, 1, False, "per-node state of an update"),
+        Route(Kind.VISIT, Direction.UP, 1, False, "a technician on site checked in or resolved, node-signed"),
         Route(Kind.COMMAND, Direction.DOWN, 1, False, "fleet asks the node to act; expires"),
         Route(Kind.ALARM_ACK, Direction.DOWN, 1, False, "an operator took the call: light the lamp"),
         Route(Kind.OTA_OFFER, Direction.DOWN, 1, False, "a signed release is available to this node"),

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import protocols
-from protocols import errors, link, messages, ota, session, topics
+from protocols import errors, link, messages, ota, session, topics, visits
 from protocols.messages import Message
 from protocols.session import Verdict
 from protocols.topics import Direction, Kind
@@ -131,6 +131,12 @@ KIND_DOCS: dict[Kind, str] = {
     Kind.VIDEO: "Recording segments and video events, batched (at most 1,000 records per message).",
     Kind.RESULT: "The outcome of a `command`, by its `command_id`.",
     Kind.OTA_PROGRESS: "Each state an update passes through on this node, for one campaign.",
+    Kind.VISIT: (
+        "A technician at the pole checked in, resolved a fault or left, on the node's service "
+        "interface. Signed by the node's own Ed25519 key (its public half is in the birth's "
+        "`node_key`), so the centre knows someone was physically at the pole; `at` is when it "
+        "happened by the node's clock, which can be hours before a node with a dead uplink sends it."
+    ),
     Kind.COMMAND: (
         "The fleet asks the node to act, once, by `command_id`. A command past `expires_at` is not "
         "carried out (its result says `expired`)."
@@ -195,6 +201,11 @@ RELEASE = "1.5.0"
 
 def fake_sha256(label: str) -> str:
     return hashlib.sha256(label.encode()).hexdigest()
+
+
+def example_node_key() -> Ed25519PrivateKey:
+    """A fixed example node key for the site-visit example. Not a real key."""
+    return Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"watchpost docs example node key").digest())
 
 
 def example_keys() -> list[Ed25519PrivateKey]:
@@ -342,6 +353,17 @@ def examples() -> dict[Kind, Message]:
             release=RELEASE,
             state="downloading",
             progress=0.4,
+        ),
+        Kind.VISIT: visits.sign_visit(
+            NODE_ID,
+            example_node_key(),
+            ts=TS + 300_000,
+            visit_id="visit-20261125-0412-1",
+            action="check-in",
+            technician="tech-0193",
+            at=TS + 290_000,
+            clock_synced=True,
+            fault_id="fault-000731",
         ),
         Kind.COMMAND: m.Command(
             ts=TS + 121_000,

@@ -79,6 +79,16 @@ EXAMPLES: dict[Kind, m.Message] = {
     Kind.OTA_PROGRESS: m.OtaProgress(
         ts=TS, seq=9, campaign_id="camp-12", release="0.2.0", state="downloading", progress=0.5
     ),
+    Kind.VISIT: m.SiteVisit(
+        ts=TS,
+        seq=10,
+        visit_id="visit-1",
+        action="check-in",
+        technician="tech-0193",
+        at=TS - 60_000,
+        node_key_id="0123456789abcdef",
+        signature="A" * 86 + "==",  # shape only: tests/protocols/test_visits.py signs for real
+    ),
     Kind.COMMAND: m.Command(
         ts=TS,
         command_id="cmd-991",

@@ -251,7 +251,8 @@ class ControllerLink:
         self._pending[command_id] = future
         limit = self.command_timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(future, limit)
+            async with asyncio.timeout(limit):
+                return await future
         except TimeoutError:
             self._counters.command_timeouts += 1
             raise CommandTimeout(command=name, command_id=command_id, timeout=limit) from None

@@ -7,10 +7,11 @@ QoS 1 and calls `delivered` on PUBACK.
 
 from edge.outbox.committer import GroupCommitter
 from edge.outbox.errors import OutboxError, OutboxFull
-from edge.outbox.policy import CommitPolicy, Lane, OutboxLimits
+from edge.outbox.policy import LANE_OF_KIND, CommitPolicy, Lane, OutboxLimits
 from edge.outbox.store import Outbox, Record, RecordId
 
 __all__ = [
+    "LANE_OF_KIND",
     "CommitPolicy",
     "GroupCommitter",
     "Lane",

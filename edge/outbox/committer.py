@@ -33,9 +33,12 @@ class GroupCommitter:
         self._monotonic = monotonic
         self._first_pending_at: float | None = None
         self._wake = asyncio.Event()
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[None]] = []  # flush(): commit now
+        self._riders: list[asyncio.Future[None]] = []  # durable(): ride the next scheduled commit
         self.commits = 0
         self.failed_commits = 0
+        # Called after each commit that made records durable (the uplink looks for new work).
+        self.on_commit: list[Callable[[], None]] = []
 
     def append(self, lane: Lane, kind: str, payload: bytes) -> RecordId:
         if lane == Lane.ALARM:
@@ -48,12 +51,20 @@ class GroupCommitter:
             self._wake.set()
         return record_id
 
+    def note_change(self) -> None:
+        """Deliveries (PUBACKs) and attempt counts also reach the file on the commit schedule."""
+        if self._first_pending_at is None and self.outbox.unwritten_changes:
+            self._first_pending_at = self._monotonic()
+            self._wake.set()
+
     def append_alarm(self, kind: str, payload: bytes) -> RecordId:
         """Durable on return (it commits everything pending with it)."""
         try:
-            return self.outbox.append_alarm(kind, payload)
+            record_id = self.outbox.append_alarm(kind, payload)
         finally:
             self._after_commit(None)
+        self._notify()
+        return record_id
 
     async def flush(self) -> None:
         """Return once everything appended so far is committed; raises `OutboxFull` if not."""
@@ -64,19 +75,31 @@ class GroupCommitter:
         self._wake.set()
         await waiter
 
+    async def durable(self) -> None:
+        """Return once everything appended so far is committed, on the normal schedule (at
+        most `policy.interval_s` away): many callers share one fsync. Raises `OutboxFull` if not."""
+        if self.outbox.pending_count == 0:
+            return
+        rider: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._riders.append(rider)
+        await rider
+
     async def run(self) -> None:
         """Commit forever on the policy's schedule; cancel to stop (pending records are committed)."""
         try:
             while True:
-                pending = self.outbox.pending_count
+                pending = self.outbox.unwritten_changes
                 age = self._age()
                 if commit_due(pending, age, flush_requested=bool(self._waiters), policy=self.policy):
                     self._commit()
                     continue
                 sleep = seconds_until_due(pending, age, self.policy)
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel
+                # that lands as the wait ends, and the agent would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), sleep)
+                    async with asyncio.timeout(sleep):
+                        await self._wake.wait()
         finally:
             self._commit()
 
@@ -92,12 +115,18 @@ class GroupCommitter:
         else:
             self.commits += 1
             self._after_commit(None)
+            self._notify()
+
+    def _notify(self) -> None:
+        for callback in self.on_commit:
+            callback()
 
     def _after_commit(self, error: OutboxFull | None) -> None:
         # Alarms/events kept in memory on a full disk stay pending: restart their clock.
-        self._first_pending_at = self._monotonic() if self.outbox.pending_count else None
+        self._first_pending_at = self._monotonic() if self.outbox.unwritten_changes else None
         waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
+        riders, self._riders = self._riders, []
+        for waiter in waiters + riders:
             if waiter.done():
                 continue
             if error is None and self.outbox.pending_count == 0:

@@ -19,6 +19,17 @@ class Lane(enum.IntEnum):
     VIDEO = 3
 
 
+# The lane of each message kind that waits in the outbox (protocols.topics.Kind values).
+LANE_OF_KIND: dict[str, Lane] = {
+    "alarm": Lane.ALARM,
+    "event": Lane.EVENT,
+    "result": Lane.EVENT,  # the fleet waits on a command's result as on an event
+    "ota": Lane.EVENT,
+    "visit": Lane.EVENT,
+    "telemetry": Lane.TELEMETRY,
+    "video": Lane.VIDEO,
+}
+
 # Lanes whose records may be dropped to make room, in the order they are sacrificed.
 DROPPABLE = (Lane.VIDEO, Lane.TELEMETRY)
 NEVER_DROPPED = frozenset({Lane.ALARM, Lane.EVENT})

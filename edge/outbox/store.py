@@ -24,6 +24,8 @@ historical, never a lost record.
 
 from __future__ import annotations
 
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +36,8 @@ from typing import NewType
 from edge.outbox.errors import OutboxFull
 from edge.outbox.policy import DROPPABLE, NEVER_DROPPED, Admission, Lane, OutboxLimits, Usage, admission
 
+log = logging.getLogger(__name__)
+
 RecordId = NewType("RecordId", int)
 
 COUNTERS = (
@@ -42,6 +46,7 @@ COUNTERS = (
     "refused_video",
     "refused_telemetry",
     "dropped_disk_full",
+    "ballast_released",
 )
 
 _SCHEMA = """
@@ -92,13 +97,22 @@ class Outbox:
         limits: OutboxLimits | None = None,
         clock: Callable[[], float] = time.time,
         synchronous: str = "FULL",
+        ballast_bytes: int = 2 * 1024 * 1024,
+        min_free_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous {synchronous!r} is not allowed: use 'FULL' or 'NORMAL'")
         self.limits = limits or OutboxLimits()
         self._clock = clock
-        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._path = str(path)
+        self._db = sqlite3.connect(self._path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # After a burst (a backlog replayed) the WAL file shrinks back to this at checkpoints.
+        self._db.execute("PRAGMA journal_size_limit=4194304")
+        # Checkpoint every 1 MiB of WAL: the records live mostly in the database file, where
+        # pages freed by deliveries and evictions are reused. A WAL holding everything could
+        # not be checkpointed on a full disk (it would need the same space again).
+        self._db.execute("PRAGMA wal_autocheckpoint=256")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(_SCHEMA)
         seq = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'record'").fetchone()
@@ -124,6 +138,58 @@ class Outbox:
         self._in_flight: set[int] = set()
         self._counters_dirty = False
         self._disk_full = False
+        # Ballast: space held back on the flash. On a really full disk SQLite cannot even write
+        # the WAL pages of a DELETE, so nothing could be evicted to make room for an alarm;
+        # giving the ballast back makes that room. It is laid again once there is space.
+        self._ballast = Path(f"{path}.ballast")
+        self._ballast_bytes = ballast_bytes
+        self._ballast_checked_at = float("-inf")
+        # Below this much free space the outbox stops growing (video makes way), leaving room
+        # for the WAL and its checkpoints: a WAL that cannot be checkpointed blocks everything.
+        self._min_free_bytes = min_free_bytes
+        self._space_tight = False
+        self._check_space()
+        self._lay_ballast()
+
+    # --- ballast ------------------------------------------------------------------------------
+
+    def _check_space(self) -> None:
+        try:
+            stat = os.statvfs(self._ballast.parent)
+        except OSError:
+            return
+        self._space_tight = stat.f_bavail * stat.f_frsize < self._min_free_bytes
+
+    def _lay_ballast(self) -> None:
+        if self._ballast_bytes <= 0 or self._ballast.exists():
+            return
+        try:
+            stat = os.statvfs(self._ballast.parent)
+            if stat.f_bavail * stat.f_frsize < self._min_free_bytes + 2 * self._ballast_bytes:
+                return  # not now: the disk is close to full; try again later
+            with open(self._ballast, "wb") as f:
+                f.write(b"\0" * self._ballast_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            self._ballast.unlink(missing_ok=True)
+
+    def _shrink_wal(self) -> bool:
+        """Checkpoint and truncate the WAL; True if that gave disk space back."""
+        wal = Path(f"{self._path}-wal")
+        try:
+            before = wal.stat().st_size
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            return wal.stat().st_size < before
+        except (OSError, sqlite3.OperationalError):
+            return False
+
+    def _give_back_ballast(self) -> bool:
+        if not self._ballast.exists():
+            return False
+        self._ballast.unlink()
+        self._count("ballast_released")
+        return True
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -155,19 +221,25 @@ class Outbox:
 
     def _make_room(self, lane: Lane, size: int) -> None:
         limits = self.limits
+        if self._space_tight:
+            # The flash is nearly full: hold the outbox at its present size, so each new record
+            # takes the place of the oldest video (whose pages the insert then reuses).
+            held = sum(self._committed_bytes.values()) + sum(self._pending_bytes.values())
+            held = max(1, min(limits.max_bytes, held))
+            limits = OutboxLimits(max_records=limits.max_records, max_bytes=held)
         records = sum(self._committed_records.values()) + sum(self._pending_records.values())
         if records < limits.max_records:
             payload_bytes = sum(self._committed_bytes.values()) + sum(self._pending_bytes.values())
             if payload_bytes + size <= limits.max_bytes:
                 return  # the common case, without building a Usage
         while True:
-            decision = admission(lane, size, self.usage(), self.limits)
+            decision = admission(lane, size, self.usage(), limits)
             if decision is Admission.ACCEPT:
                 return
             if decision is Admission.REFUSE:
                 self._count(f"refused_{lane.name.lower()}")
                 raise OutboxFull(
-                    f"the outbox is at its bound ({self.limits}) with nothing droppable left: "
+                    f"the outbox is at its bound ({limits}) with nothing droppable left: "
                     f"{lane.name.lower()} record refused",
                     lane=lane,
                 )
@@ -218,6 +290,10 @@ class Outbox:
             self._on_disk_full()
             return
         self._settle_pending()
+        self._check_space()
+        if not self._ballast.exists() and self._clock() - self._ballast_checked_at > 10.0:
+            self._ballast_checked_at = self._clock()
+            self._lay_ballast()
 
     def _write(self, *, with_inserts: bool) -> None:
         db = self._db
@@ -297,7 +373,12 @@ class Outbox:
                     raise
             else:
                 self._settle_pending()
+                self._shrink_wal()
                 return
+            # Ways to make room, cheapest first: fold the WAL into the database (its pages freed
+            # by evictions are reused there), give back the ballast, then evict more video.
+            if self._shrink_wal() or self._give_back_ballast():
+                continue
             if not self._pending:
                 return  # only deletes and counters failed: they stay queued for the next commit
             victim = next((lane for lane in DROPPABLE if self._committed_records[lane] > 0), None)
@@ -309,14 +390,19 @@ class Outbox:
                     lane=lane,
                     durable=False,
                 ) from None
-            # Free a batch of the oldest droppable records, committed on their own.
+            # Free a batch of the oldest droppable records, committed on their own. Records
+            # already waiting for their delete are skipped: picking them again makes no room.
+            freed = 0
             for record_id, size in self._db.execute(
-                "SELECT id, length(payload) FROM record WHERE lane = ? ORDER BY id LIMIT 64",
-                (victim.value,),
+                "SELECT id, length(payload) FROM record WHERE lane = ? ORDER BY id LIMIT ?",
+                (victim.value, 64 + len(self._deletes)),
             ).fetchall():
-                if record_id not in self._deletes:
+                if record_id not in self._deletes and freed < 64:
                     self._forget_committed(record_id, victim, size)
                     self._count(f"dropped_{victim.name.lower()}")
+                    freed += 1
+            if freed == 0:
+                raise AssertionError(f"{victim.name} records counted but none left to evict")
             try:
                 self._write(with_inserts=False)
             except sqlite3.OperationalError as error:
@@ -324,6 +410,12 @@ class Outbox:
                     raise
 
     # --- reading and delivery ---------------------------------------------------------------
+
+    @property
+    def next_id(self) -> RecordId:
+        """The id the next appended record will get: ids only grow, so "appended before now" is
+        `id < next_id`, a test that does not lean on a wall clock (a Pi has no RTC)."""
+        return RecordId(self._next_id)
 
     def next_batch(self, limit: int) -> list[Record]:
         """Up to `limit` committed records, alarms first, FIFO within a lane, none in flight."""
@@ -387,6 +479,11 @@ class Outbox:
         return len(self._pending) - len(self._dropped_pending)
 
     @property
+    def unwritten_changes(self) -> int:
+        """Appends, deliveries and attempt counts the next commit will write."""
+        return self.pending_count + len(self._deletes) + len(self._attempts) + int(self._counters_dirty)
+
+    @property
     def in_flight(self) -> frozenset[int]:
         return frozenset(self._in_flight)
 
@@ -398,5 +495,8 @@ class Outbox:
         """Commit what is pending (best effort) and close the file."""
         try:
             self.commit()
+        except OutboxFull as error:
+            # Their sources were never told they are stored: a pole controller sends them again.
+            log.error("outbox closed with records it could not write: %s", error)
         finally:
             self._db.close()

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 from tests.sim.conftest import SimulatedController, start_controller
 from watchpost.sim.controls import SimulatedInputs
+from watchpost.sim.pole import install_firmware
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,11 +33,7 @@ def start_pole(micropython: Path, tmp_path: Path) -> Iterator[Callable[..., Pole
     poles: list[Pole] = []
 
     def start(*extra: str) -> Pole:
-        flash = tmp_path / "pole" / "flash"
-        flash.mkdir(parents=True)
-        for source in (REPO / "firmware").glob("*.py"):
-            shutil.copyfile(source, flash / source.name)
-        shutil.copyfile(REPO / "protocols" / "link.py", flash / "link.py")
+        install_firmware(tmp_path / "pole" / "flash")
         sim = start_controller(tmp_path / "pole", *extra)
         pole = Pole(sim, SimulatedInputs(sim.state_dir))
         poles.append(pole)

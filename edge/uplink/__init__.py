@@ -1,0 +1,1 @@
+"""The node's MQTT uplink: `session` decides, `mqtt` (the only paho importer) does."""

@@ -1,0 +1,54 @@
+"""A simulated pole controller with the real firmware in its flash, as its own process
+(`watchpost sim controller`): for the demo and the benchmarks. The edge tests start theirs
+through tests/sim/conftest.py, which adds logs and mpremote."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+WATCHPOST = Path(sys.executable).parent / "watchpost"
+
+
+def install_firmware(flash: Path, source: Path = REPO / "firmware") -> None:
+    """What `watchpost firmware deploy` puts on a Pico: firmware/*.py and the link codec."""
+    flash.mkdir(parents=True, exist_ok=True)
+    for module in source.glob("*.py"):
+        shutil.copyfile(module, flash / module.name)
+    shutil.copyfile(REPO / "protocols" / "link.py", flash / "link.py")
+
+
+def micropython_available() -> bool:
+    return (Path(sys.executable).parent / "micropython").exists()
+
+
+@contextlib.contextmanager
+def simulated_pole(state_dir: Path) -> Iterator[Path]:
+    """Run the firmware on the simulated device until the block ends; yields the UART the edge
+    agent opens (`<state_dir>/uart`). Its inputs: watchpost.sim.controls.SimulatedInputs."""
+    install_firmware(state_dir / "flash")
+    process = subprocess.Popen(
+        [str(WATCHPOST), "sim", "controller", "--state-dir", str(state_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        if not process.stdout.readline().startswith("console "):
+            raise RuntimeError("the simulated pole controller did not start")
+        yield state_dir / "uart"
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -1,0 +1,183 @@
+"""Faults in the database: the debounced condition per fault key and the tickets, driven by
+the pure rules (fleet.faults.rules) and lifecycle (fleet.faults.tickets).
+
+Concurrency: every observation of a key first locks that key's condition row (inserted if
+new, then SELECT ... FOR UPDATE), so fleet workers sharing one subscription handle one key one
+at a time; a partial "one open ticket per key" is also enforced by a unique `open_key` column
+(NULL once the ticket closes). Time is passed in, never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from fleet.db import Base
+from fleet.faults import rules, tickets
+from fleet.faults.rules import Condition, FaultKey, FaultRulesConfig, Observation, Phase, Verdict
+from fleet.faults.sla import SlaPolicy
+
+Ms = sa.BigInteger
+
+
+class FaultConditionRow(Base):
+    """The fleet's debounced belief about one fault key (rules.Condition)."""
+
+    __tablename__ = "fault_condition"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(200), unique=True)  # node|component|kind
+    node_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    component: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(32))
+    phase: Mapped[str] = mapped_column(sa.String(16), default=Phase.CLEAR.value)
+    since_ms: Mapped[int] = mapped_column(Ms, default=0)
+    severity: Mapped[str | None] = mapped_column(sa.String(16))
+    next_check_ms: Mapped[int | None] = mapped_column(Ms, index=True)  # for the settle timer
+
+
+class FaultTicketRow(Base):
+    """A fault ticket: the pure tickets.Ticket as JSON, plus columns to query and sort by."""
+
+    __tablename__ = "fault_ticket"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    node_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    component: Mapped[str] = mapped_column(sa.String(64))
+    kind: Mapped[str] = mapped_column(sa.String(32), index=True)
+    severity: Mapped[str] = mapped_column(sa.String(16))
+    state: Mapped[str] = mapped_column(sa.String(16), index=True)
+    open_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)  # NULL once closed
+    opened_at_ms: Mapped[int] = mapped_column(Ms, index=True)
+    response_deadline_ms: Mapped[int | None] = mapped_column(Ms, index=True)
+    resolution_deadline_ms: Mapped[int | None] = mapped_column(Ms)
+    fault_cleared_at_ms: Mapped[int | None] = mapped_column(Ms)
+    record: Mapped[str] = mapped_column(sa.Text)  # tickets.to_record(), JSON
+
+    def ticket(self) -> tickets.Ticket:
+        return tickets.from_record(json.loads(self.record))
+
+
+def key_text(key: FaultKey) -> str:
+    return f"{key.node_id}|{key.component}|{key.kind}"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    ticket_id: str | None = None
+
+
+def observe(
+    session: Session, observation: Observation, *, config: FaultRulesConfig, policy: SlaPolicy
+) -> list[Outcome]:
+    """Feed one raw observation of the pole; returns what it did to tickets."""
+    row = _locked_condition(session, observation.key)
+    condition, settled = rules.track(_condition(row), observation, config)
+    _store_condition(row, condition, config)
+    return [_apply(session, settled_one, policy) for settled_one in settled]
+
+
+def settle_due(
+    session: Session, now_ms: int, *, config: FaultRulesConfig, policy: SlaPolicy
+) -> list[Outcome]:
+    """Let time pass: conditions whose debounce ends by `now_ms` open or clear their faults.
+    Rows another worker is settling are skipped (it will have done them)."""
+    query = sa.select(FaultConditionRow).where(FaultConditionRow.next_check_ms <= now_ms).with_for_update()
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    outcomes = []
+    for row in session.scalars(query).all():
+        current = _condition(row)
+        if current is None:
+            continue
+        condition, observation = rules.settle(current, now_ms, config)
+        _store_condition(row, condition, config)
+        if observation is not None:
+            outcomes.append(_apply(session, observation, policy))
+    return outcomes
+
+
+def open_tickets(session: Session) -> list[FaultTicketRow]:
+    """Tickets not yet closed, the nearest response deadline first."""
+    return list(
+        session.scalars(
+            sa.select(FaultTicketRow)
+            .where(FaultTicketRow.open_key.is_not(None))
+            .order_by(FaultTicketRow.response_deadline_ms)
+        )
+    )
+
+
+def _locked_condition(session: Session, key: FaultKey) -> FaultConditionRow:
+    values = {"key": key_text(key), "node_id": key.node_id, "component": key.component, "kind": key.kind}
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(FaultConditionRow).values(**values).on_conflict_do_nothing(index_elements=["key"]))
+    return session.scalars(
+        sa.select(FaultConditionRow).where(FaultConditionRow.key == values["key"]).with_for_update()
+    ).one()
+
+
+def _condition(row: FaultConditionRow) -> Condition | None:
+    if row.phase == Phase.CLEAR.value and row.since_ms == 0:
+        return None  # never observed
+    key = FaultKey(row.node_id, row.component, row.kind)
+    return Condition(key, Phase(row.phase), row.since_ms, row.severity)  # type: ignore[arg-type]
+
+
+def _store_condition(row: FaultConditionRow, condition: Condition, config: FaultRulesConfig) -> None:
+    row.phase = condition.phase.value
+    row.since_ms = condition.since
+    row.severity = condition.severity
+    row.next_check_ms = rules.next_check_at(condition, config)
+
+
+def _apply(session: Session, observation: Observation, policy: SlaPolicy) -> Outcome:
+    key = key_text(observation.key)
+    open_row = session.scalars(sa.select(FaultTicketRow).where(FaultTicketRow.open_key == key)).one_or_none()
+    verdict = rules.decide(observation, {observation.key} if open_row is not None else set())
+    if verdict is Verdict.OPEN:
+        assert observation.severity is not None
+        ticket = tickets.open_ticket(
+            uuid.uuid4().hex[:16], observation.key, observation.severity, at=observation.at, policy=policy
+        )
+        row = FaultTicketRow(
+            ticket_id=ticket.ticket_id,
+            node_id=observation.key.node_id,
+            component=observation.key.component,
+            kind=observation.key.kind,
+            severity=ticket.severity,
+            open_key=key,
+            opened_at_ms=ticket.opened_at,
+        )
+        _store_ticket(row, ticket)
+        session.add(row)
+        session.flush()
+        return Outcome(verdict, ticket.ticket_id)
+    if verdict is Verdict.AUTO_CLEAR and open_row is not None:
+        open_row.fault_cleared_at_ms = observation.at
+        ticket = open_row.ticket()
+        if tickets.Action.CANCEL in tickets.allowed_actions(ticket.state):
+            # Cleared before anyone was sent: closed as auto-cleared, kept for the record.
+            ticket = tickets.transition(
+                ticket, tickets.Action.CANCEL, at=max(observation.at, ticket.opened_at), by="fleet/auto-clear"
+            )
+            _store_ticket(open_row, ticket)
+        return Outcome(verdict, open_row.ticket_id)
+    return Outcome(verdict, open_row.ticket_id if open_row is not None else None)
+
+
+def _store_ticket(row: FaultTicketRow, ticket: tickets.Ticket) -> None:
+    record = tickets.to_record(ticket)
+    row.record = json.dumps(record, sort_keys=True)
+    row.state = ticket.state.value
+    row.open_key = None if ticket.closed else key_text(ticket.fault)
+    row.response_deadline_ms = ticket.clocks.response.due_at
+    row.resolution_deadline_ms = ticket.clocks.resolution.due_at

@@ -1,0 +1,1 @@
+"""MQTT ingest: `mqtt` (the fleet's one paho user) receives and acknowledges; `apply` decides."""

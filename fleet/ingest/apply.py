@@ -1,0 +1,170 @@
+"""One node message into the fleet's database, inside the caller's transaction.
+
+The node's MQTT session (protocols.session.NodeSession: bd_seq, last seq, online) lives in its
+`node` row, read with FOR UPDATE, so several fleet workers sharing one subscription agree on
+duplicates and gaps. A birth replaces what the fleet knew of the node (controller, cameras;
+a camera's purpose, set by the city, is kept); a death with the session's bd_seq takes it
+offline. What the message asks of the shell comes back in `Applied`: ask the node for a
+rebirth, write telemetry to the time series.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, selectinload
+
+from fleet.alarms import service as alarms
+from fleet.faults import rules, store
+from fleet.faults.rules import FaultRulesConfig
+from fleet.faults.sla import SlaPolicy
+from fleet.inventory.models import Camera, Controller, Node, Site
+from fleet.tsdb import NodeReading
+from protocols import messages as m
+from protocols.session import NodeSession, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    verdict: Verdict
+    rebirth: bool = False  # the node must start a new session: the fleet lost track of it
+    reading: NodeReading | None = None  # telemetry for the time series
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPolicy:
+    rules: FaultRulesConfig = field(default_factory=FaultRulesConfig)
+    sla: SlaPolicy = field(default_factory=SlaPolicy)
+
+
+def apply(
+    session: Session, node_id: str, message: m.Message, received_ms: int, *, faults: FaultPolicy | None = None
+) -> Applied:
+    node = session.scalars(
+        sa.select(Node)
+        .where(Node.node_id == node_id)
+        .options(selectinload(Node.cameras), selectinload(Node.controller), selectinload(Node.site))
+        .with_for_update()
+    ).one_or_none()
+    if node is None:
+        if not isinstance(message, m.NodeBirth):
+            # Data from a node the fleet has never seen born (a fresh database, a new pole).
+            return Applied(Verdict.NO_SESSION, rebirth=not isinstance(message, m.NodeDeath))
+        node = Node(node_id=node_id)
+        session.add(node)
+    state = NodeSession(
+        bd_seq=node.bd_seq,
+        last_seq=node.last_seq or 0,
+        online=node.online,
+        gaps=node.gaps or 0,
+        duplicates=node.duplicates or 0,
+    )
+    verdict = state.observe(message)
+    node.bd_seq, node.last_seq, node.online = state.bd_seq, state.last_seq, state.online
+    node.gaps, node.duplicates = state.gaps, state.duplicates
+    if verdict in (Verdict.DUPLICATE, Verdict.STALE_DEATH):
+        return Applied(verdict)
+    if verdict is Verdict.NO_SESSION:
+        return Applied(verdict, rebirth=True)
+    if faults is not None:
+        _faults(session, node_id, message, verdict=verdict, received_ms=received_ms, policy=faults)
+    node.last_seen_ms = received_ms
+    if isinstance(message, m.NodeBirth):
+        _birth(session, node, message)
+        return Applied(verdict)
+    if isinstance(message, m.BellAlarm):
+        alarms.record(session, node_id, message, received_ms)
+    reading = None
+    if isinstance(message, m.Telemetry) and node.site is not None:
+        reading = NodeReading(node_id, node.site.site_id, message)
+    return Applied(verdict, rebirth=verdict is Verdict.GAP, reading=reading)
+
+
+def _birth(session: Session, node: Node, birth: m.NodeBirth) -> None:
+    node.birth_ms = birth.ts
+    node.hardware = birth.hardware
+    node.agent_version = birth.agent_version
+    node.node_key = birth.node_key
+    site = session.scalars(sa.select(Site).where(Site.site_id == birth.site_id)).one_or_none()
+    if site is None:
+        # A pole the city's inventory does not list yet: keep it, named by its id, for an admin.
+        site = Site(site_id=birth.site_id, name=birth.site_id)
+        session.add(site)
+    node.site = site
+    if birth.controller is None:
+        node.controller = None
+    else:
+        controller = node.controller or Controller(link=birth.controller.link)
+        controller.link = birth.controller.link
+        controller.firmware_version = birth.controller.firmware_version
+        controller.reset_cause = birth.controller.reset_cause
+        node.controller = controller
+    known = {camera.camera_id: camera for camera in node.cameras}
+    cameras = []
+    for info in birth.cameras:
+        camera = known.get(info.camera_id) or Camera(camera_id=info.camera_id)
+        camera.name = info.name
+        camera.model = info.model or ""
+        cameras.append(camera)
+    node.cameras = cameras
+
+
+def _faults(
+    session: Session,
+    node_id: str,
+    message: m.Message,
+    *,
+    verdict: Verdict,
+    received_ms: int,
+    policy: FaultPolicy,
+) -> None:
+    observation: rules.Observation | None = None
+    if isinstance(message, m.Event):
+        observation = rules.observe_event(node_id, message)
+    elif verdict is Verdict.OFFLINE:
+        # A will's own ts is from the session's CONNECT: the death is dated when it arrived.
+        observation = rules.node_offline(node_id, at=received_ms, config=policy.rules)
+    elif verdict is Verdict.NEW_SESSION:
+        observation = rules.node_online(node_id, at=received_ms)
+    if observation is not None:
+        store.observe(session, observation, config=policy.rules, policy=policy.sla)
+
+
+def apply_telemetry(
+    session: Session, readings: list[tuple[str, m.Telemetry, int]]
+) -> tuple[list[NodeReading], list[str]]:
+    """Many nodes' telemetry at once (node id, message, received ms), in two statements: the
+    bulk of the stream. Telemetry changes no session state (protocols.session): it is accepted
+    from a node that is online, and asks for a rebirth otherwise. Returns the readings for the
+    time series and the nodes to ask for a rebirth. The caller applies the messages around it
+    in order, so every node's state here is the one the telemetry arrived in."""
+    node_ids = sorted({node_id for node_id, _, _ in readings})
+    known = {
+        node_id: (online, site_id)
+        for node_id, online, site_id in session.execute(
+            sa.select(Node.node_id, Node.online, Site.site_id)
+            .join(Site, Node.site_pk == Site.id, isouter=True)
+            .where(Node.node_id.in_(node_ids))
+        )
+    }
+    accepted: list[NodeReading] = []
+    rebirth: list[str] = []
+    seen: dict[str, int] = {}
+    for node_id, message, received_ms in readings:
+        online, site_id = known.get(node_id, (False, None))
+        if not online:
+            rebirth.append(node_id)
+            continue
+        seen[node_id] = max(seen.get(node_id, 0), received_ms)
+        if site_id is not None:
+            accepted.append(NodeReading(node_id, site_id, message))
+    if seen:
+        # Core UPDATE, executemany: one statement for the batch (not the ORM's by-primary-key).
+        statement = (
+            sa.update(Node)
+            .where(Node.node_id == sa.bindparam("b_node"))
+            .values(last_seen_ms=sa.bindparam("b_seen"))
+        )
+        session.connection().execute(statement, [{"b_node": n, "b_seen": at} for n, at in seen.items()])
+    return accepted, rebirth

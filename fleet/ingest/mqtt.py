@@ -1,0 +1,284 @@
+"""The fleet's MQTT ingest: nodes' messages from the broker into the database and the time
+series. The only fleet module that imports paho-mqtt.
+
+paho runs its network loop in its own thread and hands each message to a queue; one consumer
+thread takes them in batches, applies a batch in one database transaction (fleet.ingest.apply),
+writes its telemetry, and only then acknowledges the batch's QoS 1 messages (paho's manual
+acks). A message that is not yet in the database is not acknowledged: if the fleet dies, the
+broker (persistent session) sends it again. A database outage stops the consumer with backoff;
+nothing queued is dropped. Malformed messages are counted by reason and acknowledged (sending
+them again would not fix them).
+
+The fleet announces itself with a retained host state (`online: true`); its will says `false`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as paho
+import sqlalchemy as sa
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.orm import Session
+
+from fleet.faults import store as faults_store
+from fleet.ingest.apply import Applied, FaultPolicy, apply, apply_telemetry
+from fleet.tsdb import NodeReading, TimeSeriesError, TimeSeriesWriter
+from protocols import messages as m
+from protocols.errors import ContractError
+from protocols.topics import Kind, fleet_subscription, host_state_topic, node_topic, parse_topic
+
+log = logging.getLogger(__name__)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestSettings:
+    host: str
+    port: int = 1883
+    host_id: str = "fleet-1"  # this fleet process, in the retained host-state topic
+    share_group: str | None = None  # MQTT 5 shared subscription for several workers
+    batch_max: int = 500
+    rebirth_every_s: float = 10.0  # ask one node at most this often: its birth is on its way
+    username: str | None = None
+    password: str | None = None
+
+
+@dataclass
+class IngestCounters:
+    received: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+    rebirths_asked: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)  # by ContractError reason
+    db_failures: int = 0
+    tsdb_failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Received:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    at_ms: int
+
+
+class Ingest:
+    """`ingest.start()`, then `ingest.stop()`. `ingest.idle()` is True when nothing is queued."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        *,
+        engine: sa.Engine,
+        tsdb: TimeSeriesWriter | None = None,
+        faults: FaultPolicy | None = None,
+        clock_ms: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.tsdb = tsdb
+        self.faults = faults or FaultPolicy()
+        self.counters = IngestCounters()
+        self._clock_ms = clock_ms
+        self._queue: queue.Queue[_Received] = queue.Queue()
+        self._stop = threading.Event()
+        self._busy = False
+        self._consumer = threading.Thread(target=self._consume, name="fleet-ingest", daemon=True)
+        self._rebirth_asked: dict[str, float] = {}  # node -> monotonic time, to ask once a while
+        use_v5 = settings.share_group is not None  # shared subscriptions are MQTT 5
+        # A persistent session: what arrives while the fleet is down waits at the broker.
+        # (MQTT 5 expresses it at CONNECT with a session expiry instead of clean_session.)
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"watchpost-fleet-{settings.host_id}",
+            protocol=paho.MQTTv5 if use_v5 else paho.MQTTv311,
+            manual_ack=True,
+            clean_session=None if use_v5 else False,
+        )
+        if settings.username is not None:
+            self._client.username_pw_set(settings.username, settings.password)
+        offline = m.HostState(ts=clock_ms(), host_id=settings.host_id, online=False)
+        self._client.will_set(host_state_topic(settings.host_id), m.encode(offline), qos=1, retain=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._connected = threading.Event()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._consumer.start()
+        self._client.connect(self.settings.host, self.settings.port)
+        self._client.loop_start()
+        if not self._connected.wait(timeout):
+            raise TimeoutError(f"no MQTT connection to {self.settings.host}:{self.settings.port}")
+
+    def stop(self) -> None:
+        online = m.HostState(ts=self._clock_ms(), host_id=self.settings.host_id, online=False)
+        self._client.publish(host_state_topic(self.settings.host_id), m.encode(online), qos=1, retain=True)
+        self._stop.set()
+        self._consumer.join(timeout=30)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def idle(self) -> bool:
+        return self._queue.empty() and not self._busy
+
+    # --- paho's thread ------------------------------------------------------------------------
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, code: Any, props: Any) -> None:
+        if code.is_failure:
+            log.error("fleet ingest: broker refused the connection: %s", code)
+            return
+        client.subscribe(fleet_subscription(share_group=self.settings.share_group), qos=1)
+        online = m.HostState(ts=self._clock_ms(), host_id=self.settings.host_id, online=True)
+        client.publish(host_state_topic(self.settings.host_id), m.encode(online), qos=1, retain=True)
+        self._connected.set()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        self._queue.put(
+            _Received(message.topic, bytes(message.payload), message.mid, message.qos, self._clock_ms())
+        )
+
+    # --- the consumer -------------------------------------------------------------------------
+
+    def _consume(self) -> None:
+        next_settle = 0.0
+        while not self._stop.is_set() or not self._queue.empty():
+            if time.monotonic() >= next_settle:
+                next_settle = time.monotonic() + 1.0
+                self._settle()
+            try:
+                first = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            self._busy = True
+            batch = [first]
+            while len(batch) < self.settings.batch_max:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            attempt = 0
+            while not self._process(batch):
+                attempt += 1
+                if self._stop.is_set():
+                    return  # not acknowledged: the broker sends them again to the next fleet
+                time.sleep(random.uniform(0, min(30.0, 0.2 * 2**attempt)))
+            self._busy = False
+
+    def _settle(self) -> None:
+        """Debounced faults whose wait is over open or clear (once a second)."""
+        try:
+            with Session(self.engine) as session, session.begin():
+                faults_store.settle_due(
+                    session, self._clock_ms(), config=self.faults.rules, policy=self.faults.sla
+                )
+        except sa.exc.SQLAlchemyError as error:
+            self.counters.db_failures += 1
+            log.error("fleet ingest: could not settle faults: %s", error)
+
+    def _process(self, batch: list[_Received]) -> bool:
+        """Apply, write, acknowledge one batch; False when the database failed (retry it all)."""
+        readings: list[NodeReading] = []
+        rebirths: list[str] = []
+        try:
+            with Session(self.engine) as session, session.begin():
+                telemetry: list[tuple[str, m.Telemetry, int]] = []
+
+                def flush_telemetry() -> None:
+                    # Before any other message, so it sees the node as the telemetry did.
+                    if telemetry:
+                        accepted, asked = apply_telemetry(session, telemetry)
+                        readings.extend(accepted)
+                        rebirths.extend(asked)
+                        self.counters.applied += len(telemetry)
+                        telemetry.clear()
+
+                for item in batch:
+                    decoded = self._decode(item)
+                    if decoded is None:
+                        continue
+                    node_id, message = decoded
+                    if isinstance(message, m.Telemetry):
+                        telemetry.append((node_id, message, item.at_ms))
+                        continue
+                    flush_telemetry()
+                    applied = self._apply_one(session, node_id, message, item.at_ms)
+                    if applied.reading is not None:
+                        readings.append(applied.reading)
+                    if applied.rebirth:
+                        rebirths.append(node_id)
+                flush_telemetry()
+        except sa.exc.SQLAlchemyError as error:
+            self.counters.db_failures += 1
+            log.error("fleet ingest: database unavailable, %d messages wait: %s", len(batch), error)
+            return False
+        if readings and self.tsdb is not None:
+            try:
+                self.tsdb.write(readings)
+            except TimeSeriesError as error:
+                # Telemetry is QoS 0 and superseded by the next reading: count, do not block.
+                self.counters.tsdb_failures += 1
+                log.warning("fleet ingest: %s", error)
+        for item in batch:
+            if item.qos:
+                self._client.ack(item.mid, item.qos)
+        for node_id in dict.fromkeys(rebirths):
+            self._ask_rebirth(node_id)
+        return True
+
+    def _decode(self, item: _Received) -> tuple[str, m.Message] | None:
+        """The node and its message, or None (counted) when it is not one."""
+        self.counters.received += 1
+        topic = parse_topic(item.topic)
+        if isinstance(topic, ContractError):
+            self._reject(topic)
+            return None
+        if topic.node_id is None:
+            return None  # a host state (ours or another fleet worker's)
+        message = m.decode(topic.kind, item.payload)
+        if isinstance(message, ContractError):
+            self._reject(message)
+            return None
+        return topic.node_id, message
+
+    def _apply_one(self, session: Session, node_id: str, message: m.Message, at_ms: int) -> Applied:
+        with session.begin_nested():  # one bad message must not undo the batch
+            applied = apply(session, node_id, message, at_ms, faults=self.faults)
+        self.counters.applied += 1
+        self.counters.duplicates += applied.verdict == "duplicate"
+        self.counters.gaps += applied.verdict == "gap"
+        return applied
+
+    def _reject(self, error: ContractError) -> None:
+        self.counters.rejected[error.reason] = self.counters.rejected.get(error.reason, 0) + 1
+        log.warning("fleet ingest: message rejected: %s", error)
+
+    def _ask_rebirth(self, node_id: str) -> None:
+        now = time.monotonic()
+        if now - self._rebirth_asked.get(node_id, -1e9) < self.settings.rebirth_every_s:
+            return  # asked a moment ago; its birth is on its way
+        self._rebirth_asked[node_id] = now
+        ts = self._clock_ms()
+        command = m.Command(
+            ts=ts,
+            command_id=f"rebirth-{ts}",
+            name="rebirth",
+            issued_by=f"fleet/{self.settings.host_id}",
+            expires_at=ts + 60_000,
+        )
+        self._client.publish(node_topic(node_id, Kind.COMMAND), m.encode(command), qos=1)
+        self.counters.rebirths_asked += 1

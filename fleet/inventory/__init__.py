@@ -1,0 +1,1 @@
+"""The fleet's inventory: sites, nodes, cameras, pole controllers, storage; CSV import."""

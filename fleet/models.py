@@ -1,0 +1,18 @@
+"""Every table of the fleet in one place, for Alembic and the tests: importing this module
+registers them all on fleet.db.Base. A new domain's models are added here."""
+
+from fleet.alarms.models import BellAlarmRecord
+from fleet.faults.store import FaultConditionRow, FaultTicketRow
+from fleet.inventory.models import Camera, Controller, Node, Site, SiteTag, StorageDevice
+
+__all__ = [
+    "BellAlarmRecord",
+    "Camera",
+    "Controller",
+    "FaultConditionRow",
+    "FaultTicketRow",
+    "Node",
+    "Site",
+    "SiteTag",
+    "StorageDevice",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
+import math
 import os
 import platform
 import statistics
@@ -132,3 +133,71 @@ def print_figures(figures: Sequence[Figure]) -> None:
         if f.target is not None:
             verdict = "met" if f.value >= f.target else "NOT met"
             print(f"{f.name}: target ≥ {f.target:.0f} {f.unit}, {verdict} by the best run")
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """A latency's p50/p99 and its reference's, both from the same run (lower is faster).
+
+    Not a `Figure`: a Figure is a throughput from the best of several runs; a latency is a
+    distribution over many samples of one run, and its ratio reads the other way round.
+    """
+
+    name: str
+    p50: float
+    p99: float
+    unit: str
+    reference_name: str
+    reference_p50: float
+    reference_p99: float
+    samples: int
+
+    @classmethod
+    def from_samples(
+        cls, name: str, samples_us: Sequence[int], reference_name: str, reference_us: Sequence[int]
+    ) -> Latency:
+        """Percentiles in ms of samples given in µs."""
+        return cls(
+            name,
+            percentile(samples_us, 50) / 1000,
+            percentile(samples_us, 99) / 1000,
+            "ms",
+            reference_name,
+            percentile(reference_us, 50) / 1000,
+            percentile(reference_us, 99) / 1000,
+            len(samples_us),
+        )
+
+    @property
+    def ratio(self) -> float:
+        """The figure's p50 as a multiple of its reference's p50."""
+        return self.p50 / self.reference_p50 if self.reference_p50 else math.inf
+
+
+def percentile(samples: Sequence[int], pct: float) -> float:
+    """Nearest-rank percentile: the smallest sample with at least pct % of samples at or below it."""
+    ordered = sorted(samples)
+    if not ordered:
+        raise ValueError("no samples")
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+def _latency_number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.3f}"
+
+
+def print_latencies(latencies: Sequence[Latency]) -> None:
+    """Two lines per latency, `p50 ... p99 ... unit`, the reference indented below it."""
+    rows: list[tuple[str, float, float, str, str]] = []
+    for f in latencies:
+        rows.append((f.name, f.p50, f.p99, f.unit, f"{f.samples} samples"))
+        rows.append((f"  reference: {f.reference_name}", f.reference_p50, f.reference_p99, f.unit, ""))
+    label_width = max(len(label) for label, *_ in rows)
+    number_width = max(len(_latency_number(n)) for _, p50, p99, *_ in rows for n in (p50, p99))
+    for label, p50, p99, unit, note in rows:
+        line = f"{label:<{label_width}}  p50 {_latency_number(p50).rjust(number_width)}"
+        line += f"  p99 {_latency_number(p99).rjust(number_width)}  {unit}"
+        print(f"{line}   ({note})" if note else line)
+    for f in latencies:
+        print(f"{f.name}: p50 is {f.ratio:,.0f}x its reference")

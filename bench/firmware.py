@@ -16,16 +16,14 @@ raw samples; this side turns them into figures, each beside a reference from the
 
 from __future__ import annotations
 
-import math
 import statistics
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench._micropython import ScriptOutput, run_script
 from bench._micropython import version as micropython_version
-from bench._report import Figure, print_figures, print_header, quick_flag
+from bench._report import Figure, Latency, print_figures, print_header, print_latencies, quick_flag
 from protocols import link
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,54 +51,6 @@ FULL = Counts(presses=200, frames=20_000, runs=7)
 QUICK = Counts(presses=20, frames=2_000, runs=3)
 
 
-@dataclass(frozen=True, slots=True)
-class Latency:
-    """A latency's p50/p99 and its reference's, both from the same run (lower is faster).
-
-    Not a `Figure`: a Figure is a throughput from the best of several runs; a latency is a
-    distribution over many samples of one run, and its ratio reads the other way round.
-    """
-
-    name: str
-    p50: float
-    p99: float
-    unit: str
-    reference_name: str
-    reference_p50: float
-    reference_p99: float
-    samples: int
-
-    @classmethod
-    def from_samples(
-        cls, name: str, samples_us: Sequence[int], reference_name: str, reference_us: Sequence[int]
-    ) -> Latency:
-        """Percentiles in ms of samples given in µs."""
-        return cls(
-            name,
-            percentile(samples_us, 50) / 1000,
-            percentile(samples_us, 99) / 1000,
-            "ms",
-            reference_name,
-            percentile(reference_us, 50) / 1000,
-            percentile(reference_us, 99) / 1000,
-            len(samples_us),
-        )
-
-    @property
-    def ratio(self) -> float:
-        """The figure's p50 as a multiple of its reference's p50."""
-        return self.p50 / self.reference_p50 if self.reference_p50 else math.inf
-
-
-def percentile(samples: Sequence[int], pct: float) -> float:
-    """Nearest-rank percentile: the smallest sample with at least pct % of samples at or below it."""
-    ordered = sorted(samples)
-    if not ordered:
-        raise ValueError("no samples")
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return float(ordered[rank - 1])
-
-
 def run_micropython(counts: Counts) -> ScriptOutput:
     return run_script(
         MICROPYTHON_SCRIPT,
@@ -125,26 +75,6 @@ def figures_from(out: ScriptOutput) -> list[Figure | Latency]:
 
 def run(quick: bool) -> list[Figure | Latency]:
     return figures_from(run_micropython(QUICK if quick else FULL))
-
-
-def _number(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:,.3f}"
-
-
-def print_latencies(latencies: Sequence[Latency]) -> None:
-    """Two lines per latency, `p50 ... p99 ... unit`, the reference indented below it."""
-    rows: list[tuple[str, float, float, str, str]] = []
-    for f in latencies:
-        rows.append((f.name, f.p50, f.p99, f.unit, f"{f.samples} samples"))
-        rows.append((f"  reference: {f.reference_name}", f.reference_p50, f.reference_p99, f.unit, ""))
-    label_width = max(len(label) for label, *_ in rows)
-    number_width = max(len(_number(n)) for _, p50, p99, *_ in rows for n in (p50, p99))
-    for label, p50, p99, unit, note in rows:
-        line = f"{label:<{label_width}}  p50 {_number(p50).rjust(number_width)}"
-        line += f"  p99 {_number(p99).rjust(number_width)}  {unit}"
-        print(f"{line}   ({note})" if note else line)
-    for f in latencies:
-        print(f"{f.name}: p50 is {f.ratio:,.0f}x its reference")
 
 
 def main(argv: list[str] | None = None) -> int:

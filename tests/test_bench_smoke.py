@@ -52,6 +52,14 @@ def assert_header(output: str) -> None:
         assert re.search(rf"^  {key}\s+\S", output, re.MULTILINE), f"no {key} line in:\n{output}"
 
 
+def assert_positive(found: dict[tuple[str, str], tuple[float, float]], unit: str, *labels: str) -> None:
+    """Each labelled figure (and reference) was printed with a positive best and median."""
+    for label in labels:
+        best, median = found[(label, unit)]
+        assert best > 0, (label, unit)
+        assert median > 0, (label, unit)
+
+
 @pytest.mark.micropython
 def test_link_decoder_prints_cpython_and_micropython_figures_with_references(micropython: Path) -> None:
     output = run_quick("link_decoder.py")
@@ -73,14 +81,13 @@ def test_payload_decode_prints_figures_with_references_and_target() -> None:
     output = run_quick("payload_decode.py")
     assert_header(output)
     found = figures(output)
-    for label in (
+    assert_positive(
+        found,
+        "msg/s",
         "messages.decode(TELEMETRY), decode+validate",
         "msgspec.json.decode, untyped, no validation",
         "reference: json.loads, no validation",
-    ):
-        best, median = found[(label, "msg/s")]
-        assert best > 0, label
-        assert median > 0, label
+    )
     assert "target ≥ 100000 msg/s" in output
 
 
@@ -119,13 +126,12 @@ def test_firmware_prints_press_latency_and_decoding_figures_with_references(micr
         assert unit == "ms", label
         assert 0 < p50 <= p99, label
     found = figures(output)
-    for label in (
+    assert_positive(
+        found,
+        "frames/s",
         "Controller.on_bytes (ping + heartbeat), MicroPython unix port",
         "reference: link.FrameDecoder.feed alone, MicroPython unix port",
-    ):
-        best, median = found[(label, "frames/s")]
-        assert best > 0, label
-        assert median > 0, label
+    )
 
 
 def test_outbox_append_prints_throughput_and_bytes_per_record_with_references_and_target() -> None:
@@ -142,3 +148,79 @@ def test_outbox_append_prints_throughput_and_bytes_per_record_with_references_an
         assert best > 0, label
         assert median > 0, label
     assert "target ≥ 50000 records/s" in output
+
+
+def latencies_of(output: str) -> dict[str, tuple[float, float, str]]:
+    found = {}
+    for line in output.splitlines():
+        match = LATENCY_LINE.match(line)
+        if match:
+            found[match["label"].strip()] = (
+                float(match["p50"].replace(",", "")),
+                float(match["p99"].replace(",", "")),
+                match["unit"],
+            )
+    return found
+
+
+@pytest.mark.broker
+def test_edge_uplink_prints_replay_beside_mosquitto_pub_and_bell_latency_beside_idle() -> None:
+    output = run_quick("edge_uplink.py")
+    assert_header(output)
+    found = figures(output)
+    assert_positive(
+        found,
+        "records/s",
+        "Uplink replay of the outbox backlog, QoS 1, PUBACK per record",
+        "reference: mosquitto_pub -q 1 --repeat -M 64, same-size payload",
+    )
+    latencies = latencies_of(output)
+    for label in (
+        "bell frame in -> alarm at a subscriber, backlog draining",
+        "reference: same, empty outbox",
+    ):
+        p50, p99, unit = latencies[label]
+        assert unit == "ms", label
+        assert 0 < p50 <= p99, label
+    assert "target p99 <= 20 ms" in output
+
+
+# "<label>  end <MB>  peak <MB>  MB"
+RSS_LINE = re.compile(
+    r"^(?P<label>\S.*?|  reference: .*?)\s+end\s+(?P<end>[\d.]+)\s+peak\s+(?P<peak>[\d.]+)\s+MB"
+)
+
+
+@pytest.mark.broker
+@pytest.mark.micropython
+def test_edge_rss_prints_the_agent_footprint_beside_its_idle_start(micropython: Path) -> None:
+    output = run_quick("edge_rss.py")
+    assert_header(output)
+    rows = {
+        m["label"].strip(): (float(m["end"]), float(m["peak"]))
+        for m in map(RSS_LINE.match, output.splitlines())
+        if m
+    }
+    assert set(rows) == {
+        "agent RSS after 4 simulated minutes",
+        "reference: the same process right after READY=1, idle",
+    }
+    for end, peak in rows.values():
+        assert 10 < end <= peak < 1000  # MB: a Python process, not a unit mistake
+    assert "target <= 60 MB" in output
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_fleet_ingest_prints_its_rate_beside_mosquitto_sub_and_the_target() -> None:
+    output = run_quick("fleet_ingest.py")
+    assert_header(output)
+    found = figures(output)
+    assert_positive(
+        found,
+        "msg/s",
+        "fleet ingest: decode, node session in PostgreSQL, time series write",
+        "reference: mosquitto_sub on the same stream",
+    )
+    assert "target ≥ 10000 msg/s" in output
+    assert "rebirths  0 asked" in output  # every telemetry message found its node's session

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from protocols import messages as m
@@ -32,14 +33,26 @@ def test_demo_bell_press_reaches_the_centre_and_lights_the_lamp_over_a_bad_line(
     assert kinds == ["alarm", "alarm-ack", "event"]
 
 
-def test_demo_command_runs_from_the_installed_script() -> None:
+@pytest.mark.broker
+@pytest.mark.micropython
+def test_demo_command_runs_from_the_installed_script(micropython: Path) -> None:
     script = Path(sys.executable).parent / "watchpost"
     result = subprocess.run(
-        [str(script), "demo", "--duration", "10"], capture_output=True, text=True, timeout=120, check=False
+        [str(script), "demo", "--duration", "10"], capture_output=True, text=True, timeout=180, check=False
     )
     assert result.returncode == 0, result.stderr
     assert "lamp ON" in result.stdout
     assert "watchpost/v1/node/pole-0412/up/alarm" in result.stdout
+    # Part two: the real firmware, agent and broker.
+    assert "pole controller: the real firmware on the simulated device" in result.stdout
+    assert "site visit signed by the node: verified" in result.stdout
+    assert "MQTT kinds the node sent: alarm, birth, death, event, video, visit" in result.stdout
+
+
+def test_demo_link_only_needs_no_broker() -> None:
+    result = CliRunner().invoke(main, ["demo", "--duration", "8", "--link-only"])
+    assert result.exit_code == 0, result.output
+    assert "part two" not in result.output
 
 
 def test_demo_refuses_an_impossible_loss_rate() -> None:

@@ -4,6 +4,7 @@ or database packages) runs its own subcommands without loading the fleet's."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -21,15 +22,39 @@ def main() -> None:
 @click.option("--duration", default=12.0, show_default=True, help="Simulated seconds to run.")
 @click.option("--loss", default=0.15, show_default=True, help="Share of UART writes lost (0..0.9).")
 @click.option("--seed", default=7, show_default=True, help="Seed for the simulated line noise.")
-def demo(duration: float, loss: float, seed: int) -> None:
-    """Show a pole at work: bell press, alarm, acknowledgement, lamp, over a noisy line."""
+@click.option(
+    "--broker", default=None, help="HOST[:PORT] of an MQTT broker to use (default: an embedded Mosquitto)."
+)
+@click.option("--link-only", is_flag=True, help="Only part one: the serial link over a noisy line.")
+def demo(duration: float, loss: float, seed: int, broker: str | None, link_only: bool) -> None:
+    """Show a pole at work: bell press, alarm, acknowledgement, lamp; first over a noisy serial
+    line in compressed time, then for real: firmware, edge agent and broker on this machine."""
     from watchpost.demo import run_demo
 
     if not 0 <= loss <= 0.9:
         raise click.BadParameter(f"{loss} is outside 0..0.9", param_hint="--loss")
+    click.echo("== part one: the serial link between pole controller and edge node, over a bad line\n")
     report = run_demo(duration_ms=int(duration * 1000), loss=loss, seed=seed, out=click.echo)
     if report.lamp_lit_at_ms is None:
         click.echo("the lamp was not lit within the run: try a longer --duration", err=True)
+        sys.exit(1)
+    if link_only:
+        return
+    from watchpost.broker import BrokerError
+    from watchpost.demo_pole import run_pole_demo
+
+    click.echo("\n== part two: a pole for real (pole controller firmware, edge agent, MQTT broker)\n")
+    try:
+        pole = run_pole_demo(broker=broker, out=click.echo)
+    except (BrokerError, TimeoutError, OSError) as error:
+        click.echo(f"part two stopped: {error}", err=True)
+        sys.exit(1)
+    click.echo("")
+    click.echo(
+        f"bell press to alarm at the fleet: {pole.alarm_ms:.0f} ms; lamp {'ON' if pole.lamp_lit else 'off'}"
+    )
+    click.echo(f"MQTT kinds the node sent: {', '.join(pole.kinds)}")
+    if not (pole.lamp_lit and pole.visit_verified):
         sys.exit(1)
 
 
@@ -173,3 +198,145 @@ def firmware_deploy(port: str, source: Path | None, timeout: float) -> None:
     for f in report.files:
         click.echo(f"{f.device_path:<24} {f.size:>7}  {f.sha256[:16]}")
     click.echo(f"firmware {report.version} on {report.port} in {report.seconds:.1f} s: {report.ready_line}")
+
+
+@main.group()
+def edge() -> None:
+    """The edge agent on a pole's Raspberry Pi."""
+
+
+@edge.command("run")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The agent's TOML config, e.g. /etc/watchpost/edge.toml.",
+)
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+def edge_run(config_path: Path, log_level: str) -> None:
+    """Run the agent until SIGTERM/SIGINT (systemd: Type=notify, WatchdogSec=)."""
+    from edge.config import ConfigError, load_config
+    from edge.run import run_agent
+
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise click.BadParameter(
+            f"{log_level!r}: use DEBUG, INFO, WARNING or ERROR", param_hint="--log-level"
+        )
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        click.echo(f"config error: {error}", err=True)
+        sys.exit(2)
+    sys.exit(run_agent(config, log_level=log_level.upper()))
+
+
+@main.group()
+def diag() -> None:
+    """A technician's diagnostics of an edge node, over the pole's service interface.
+
+    Give the node as --node http://10.0.0.5:8080 (or WATCHPOST_NODE) and the diagnostics PIN as
+    WATCHPOST_PIN, --pin, or at the prompt. Exit codes: 1 a self-test failed, 3 node unreachable,
+    4 wrong PIN, 5 login locked, 6 diagnostics disabled on the node, 7 request refused."""
+
+
+def _diag_options(command: Callable[..., None]) -> Callable[..., None]:
+    options = [
+        click.option(
+            "--node",
+            required=True,
+            envvar="WATCHPOST_NODE",
+            help="The node's local HTTP address, e.g. http://10.0.0.5:8080 (WATCHPOST_NODE).",
+        ),
+        click.option(
+            "--pin",
+            envvar="WATCHPOST_PIN",
+            prompt="Diagnostics PIN",
+            hide_input=True,
+            help="The node's diagnostics PIN (better: WATCHPOST_PIN, or the prompt).",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the node's raw JSON answer."),
+        click.option(
+            "--timeout",
+            default=30.0,
+            show_default=True,
+            type=click.FloatRange(min=0.1),
+            help="Seconds to wait for the node.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _diag_exit(run: Callable[[], int]) -> None:
+    from watchpost.diag import DiagError
+
+    try:
+        code = run()
+    except DiagError as error:
+        click.echo(f"diag: {error.message}", err=True)
+        sys.exit(error.exit_code)
+    except ValueError as error:  # a --node that is not an address
+        raise click.BadParameter(str(error), param_hint="--node") from None
+    sys.exit(code)
+
+
+@diag.command("status")
+@_diag_options
+def diag_status(node: str, pin: str, as_json: bool, timeout: float) -> None:
+    """Show the node: link, controller, bell, door, lamp, cameras, storage, uplink, backlog."""
+    from watchpost.diag import status_command
+
+    _diag_exit(lambda: status_command(node, pin, timeout_s=timeout, as_json=as_json))
+
+
+@diag.command("self-test")
+@click.argument("name")
+@_diag_options
+def diag_self_test(name: str, node: str, pin: str, as_json: bool, timeout: float) -> None:
+    """Run self-test NAME on the node, e.g. bell-circuit, cameras, smart, mqtt."""
+    from watchpost.diag import self_test_command
+
+    _diag_exit(lambda: self_test_command(node, pin, name, timeout_s=timeout, as_json=as_json))
+
+
+def _visit_command(action: str, summary: str, *, fault_required: bool) -> None:
+    @diag.command(action, help=summary)
+    @click.option("--technician", required=True, help="Your name or staff id, as the centre knows you.")
+    @click.option("--fault", "fault_id", required=fault_required, help="The fault's id.")
+    @click.option("--note", default="", help="A note for the centre (at most 2000 characters).")
+    @_diag_options
+    def visit(
+        *,
+        technician: str,
+        fault_id: str | None,
+        note: str,
+        node: str,
+        pin: str,
+        as_json: bool,
+        timeout: float,
+    ) -> None:
+        from watchpost.diag import visit_command
+
+        _diag_exit(
+            lambda: visit_command(
+                node,
+                pin,
+                action,
+                technician=technician,
+                fault_id=fault_id,
+                note=note,
+                timeout_s=timeout,
+                as_json=as_json,
+            )
+        )
+
+
+_visit_command(
+    "check-in",
+    "Check in at the pole: the node signs it, so the centre knows you were there.",
+    fault_required=False,
+)
+_visit_command("resolve", "Resolve a fault on site (--fault): signed by the node.", fault_required=True)
+_visit_command("check-out", "Check out when you leave the pole: signed by the node.", fault_required=False)

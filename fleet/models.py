@@ -1,11 +1,15 @@
 """Every table of the fleet in one place, for Alembic and the tests: importing this module
 registers them all on fleet.db.Base. A new domain's models are added here."""
 
+from fleet.access.models import ApiToken
 from fleet.alarms.models import BellAlarmRecord
+from fleet.audit.models import AuditEntry
 from fleet.faults.store import FaultConditionRow, FaultTicketRow
 from fleet.inventory.models import Camera, Controller, Node, Site, SiteTag, StorageDevice
 
 __all__ = [
+    "ApiToken",
+    "AuditEntry",
     "BellAlarmRecord",
     "Camera",
     "Controller",

@@ -58,6 +58,7 @@ class FaultTicketRow(Base):
     response_deadline_ms: Mapped[int | None] = mapped_column(Ms, index=True)
     resolution_deadline_ms: Mapped[int | None] = mapped_column(Ms)
     fault_cleared_at_ms: Mapped[int | None] = mapped_column(Ms)
+    assignee: Mapped[str | None] = mapped_column(sa.String(128), index=True)  # the technician sent
     record: Mapped[str] = mapped_column(sa.Text)  # tickets.to_record(), JSON
 
     def ticket(self) -> tickets.Ticket:

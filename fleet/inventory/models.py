@@ -39,6 +39,11 @@ class Site(Base):
     latitude: Mapped[float | None] = mapped_column(sa.Float)
     longitude: Mapped[float | None] = mapped_column(sa.Float)
     has_bell: Mapped[bool] = mapped_column(default=False)
+    # The contract's site classes set inspection schedules and group the monthly report:
+    # "field" (a pole in the street) or "centre" (the control centre's own equipment).
+    site_class: Mapped[str] = mapped_column(
+        sa.String(32), default="field", server_default="field", index=True
+    )
     created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
     nodes: Mapped[list[Node]] = relationship(back_populates="site")

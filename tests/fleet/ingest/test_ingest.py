@@ -79,7 +79,6 @@ def test_a_node_session_through_ingest(
     ingest.start()
     try:
         with Observer(broker, "watchpost/v1/#") as pole:
-
             sent = 0
 
             def publish(topic: str, payload: bytes) -> None:

@@ -4,7 +4,9 @@ registers them all on fleet.db.Base. A new domain's models are added here."""
 from fleet.access.models import ApiToken
 from fleet.alarms.models import BellAlarmRecord
 from fleet.audit.models import AuditEntry
+from fleet.escalations.models import EscalationSent
 from fleet.faults.store import FaultConditionRow, FaultTicketRow
+from fleet.inspections.models import Inspection
 from fleet.inventory.models import Camera, Controller, Node, Site, SiteTag, StorageDevice
 
 __all__ = [
@@ -13,8 +15,10 @@ __all__ = [
     "BellAlarmRecord",
     "Camera",
     "Controller",
+    "EscalationSent",
     "FaultConditionRow",
     "FaultTicketRow",
+    "Inspection",
     "Node",
     "Site",
     "SiteTag",

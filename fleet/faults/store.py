@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from fleet.db import Base
 from fleet.faults import rules, tickets
+from fleet.faults.errors import FaultError
 from fleet.faults.rules import Condition, FaultKey, FaultRulesConfig, Observation, Phase, Verdict
 from fleet.faults.sla import SlaPolicy
 
@@ -63,6 +64,14 @@ class FaultTicketRow(Base):
 
     def ticket(self) -> tickets.Ticket:
         return tickets.from_record(json.loads(self.record))
+
+
+class UnknownTicket(FaultError, LookupError):
+    """No ticket has the id `ticket_id` (a mistyped id, or a visit naming another fleet's)."""
+
+    def __init__(self, ticket_id: str) -> None:
+        super().__init__(f"no fault ticket {ticket_id!r}")
+        self.ticket_id = ticket_id
 
 
 def key_text(key: FaultKey) -> str:
@@ -116,6 +125,35 @@ def open_tickets(session: Session) -> list[FaultTicketRow]:
     )
 
 
+def ticket_for_update(session: Session, ticket_id: str) -> FaultTicketRow:
+    """The ticket's row, locked until the caller's transaction ends; UnknownTicket if none."""
+    row = session.scalars(
+        sa.select(FaultTicketRow).where(FaultTicketRow.ticket_id == ticket_id).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise UnknownTicket(ticket_id)
+    return row
+
+
+def apply_step(
+    session: Session,
+    ticket_id: str,
+    action: tickets.Action,
+    *,
+    at: int,
+    by: str,
+    verification: tickets.Verification | None = None,
+    note: str = "",
+) -> FaultTicketRow:
+    """Move one ticket by one step (`tickets.transition`) and store it, under the row's lock so
+    two workers (or an operator and a site visit) cannot both move it from the same state.
+    Raises UnknownTicket, IllegalTransition or StepRefused, leaving the ticket as it was."""
+    row = ticket_for_update(session, ticket_id)
+    ticket = tickets.transition(row.ticket(), action, at=at, by=by, verification=verification, note=note)
+    save_ticket(row, ticket)
+    return row
+
+
 def _locked_condition(session: Session, key: FaultKey) -> FaultConditionRow:
     values = {"key": key_text(key), "node_id": key.node_id, "component": key.component, "kind": key.kind}
     dialect = session.get_bind().dialect.name
@@ -142,7 +180,10 @@ def _store_condition(row: FaultConditionRow, condition: Condition, config: Fault
 
 def _apply(session: Session, observation: Observation, policy: SlaPolicy) -> Outcome:
     key = key_text(observation.key)
-    open_row = session.scalars(sa.select(FaultTicketRow).where(FaultTicketRow.open_key == key)).one_or_none()
+    # Locked: an operator's step (apply_step) on the same ticket must not be overwritten.
+    open_row = session.scalars(
+        sa.select(FaultTicketRow).where(FaultTicketRow.open_key == key).with_for_update()
+    ).one_or_none()
     verdict = rules.decide(observation, {observation.key} if open_row is not None else set())
     if verdict is Verdict.OPEN:
         assert observation.severity is not None
@@ -158,7 +199,7 @@ def _apply(session: Session, observation: Observation, policy: SlaPolicy) -> Out
             open_key=key,
             opened_at_ms=ticket.opened_at,
         )
-        _store_ticket(row, ticket)
+        save_ticket(row, ticket)
         session.add(row)
         session.flush()
         return Outcome(verdict, ticket.ticket_id)
@@ -168,14 +209,21 @@ def _apply(session: Session, observation: Observation, policy: SlaPolicy) -> Out
         if tickets.Action.CANCEL in tickets.allowed_actions(ticket.state):
             # Cleared before anyone was sent: closed as auto-cleared, kept for the record.
             ticket = tickets.transition(
-                ticket, tickets.Action.CANCEL, at=max(observation.at, ticket.opened_at), by="fleet/auto-clear"
+                ticket,
+                tickets.Action.CANCEL,
+                at=max(observation.at, ticket.opened_at),
+                by="fleet/auto-clear",
+                note="auto-cleared",
             )
-            _store_ticket(open_row, ticket)
+            save_ticket(open_row, ticket)
         return Outcome(verdict, open_row.ticket_id)
     return Outcome(verdict, open_row.ticket_id if open_row is not None else None)
 
 
-def _store_ticket(row: FaultTicketRow, ticket: tickets.Ticket) -> None:
+def save_ticket(row: FaultTicketRow, ticket: tickets.Ticket) -> None:
+    """Write `ticket` (what `tickets.transition` returned) into its row: the JSON record and the
+    columns queried by (state, deadlines, `open_key`, NULL once the ticket closes). The caller
+    holds the row's lock (`ticket_for_update`)."""
     record = tickets.to_record(ticket)
     row.record = json.dumps(record, sort_keys=True)
     row.state = ticket.state.value

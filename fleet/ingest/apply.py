@@ -5,7 +5,12 @@ The node's MQTT session (protocols.session.NodeSession: bd_seq, last seq, online
 duplicates and gaps. A birth replaces what the fleet knew of the node (controller, cameras;
 a camera's purpose, set by the city, is kept); a death with the session's bd_seq takes it
 offline. What the message asks of the shell comes back in `Applied`: ask the node for a
-rebirth, write telemetry to the time series.
+rebirth, write telemetry to the time series, count a site visit (fleet.ingest.visits).
+
+A known node the fleet holds offline (after its death, or when it went quiet: fleet.ingest.
+liveness) may still be sending in the session it believes alive. Its bell alarms, events and
+site visits are facts from the pole and are kept (each is idempotent without the session's seq);
+the node is asked for a rebirth, which brings it back online.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from fleet.alarms import service as alarms
 from fleet.faults import rules, store
 from fleet.faults.rules import FaultRulesConfig
 from fleet.faults.sla import SlaPolicy
+from fleet.ingest.visits import VisitResult, apply_visit
 from fleet.inventory.models import Camera, Controller, Node, Site
 from fleet.tsdb import NodeReading
 from protocols import messages as m
@@ -30,6 +36,7 @@ class Applied:
     verdict: Verdict
     rebirth: bool = False  # the node must start a new session: the fleet lost track of it
     reading: NodeReading | None = None  # telemetry for the time series
+    visit: VisitResult | None = None  # what a technician's site visit did to its ticket
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,19 +73,30 @@ def apply(
     if verdict in (Verdict.DUPLICATE, Verdict.STALE_DEATH):
         return Applied(verdict)
     if verdict is Verdict.NO_SESSION:
-        return Applied(verdict, rebirth=True)
+        # Held offline, still talking: keep what it says of the pole (see the module's note).
+        if isinstance(message, m.Event) and faults is not None:
+            _faults(session, node_id, message, verdict=verdict, received_ms=received_ms, policy=faults)
+        return Applied(verdict, rebirth=True, visit=_record(session, node, message, received_ms))
     if faults is not None:
         _faults(session, node_id, message, verdict=verdict, received_ms=received_ms, policy=faults)
     node.last_seen_ms = received_ms
     if isinstance(message, m.NodeBirth):
         _birth(session, node, message)
         return Applied(verdict)
-    if isinstance(message, m.BellAlarm):
-        alarms.record(session, node_id, message, received_ms)
+    visit = _record(session, node, message, received_ms)
     reading = None
     if isinstance(message, m.Telemetry) and node.site is not None:
         reading = NodeReading(node_id, node.site.site_id, message)
-    return Applied(verdict, rebirth=verdict is Verdict.GAP, reading=reading)
+    return Applied(verdict, rebirth=verdict is Verdict.GAP, reading=reading, visit=visit)
+
+
+def _record(session: Session, node: Node, message: m.Message, received_ms: int) -> VisitResult | None:
+    """A bell alarm or a site visit of the node into the database (other messages: nothing)."""
+    if isinstance(message, m.BellAlarm):
+        alarms.record(session, node.node_id, message, received_ms)
+    elif isinstance(message, m.SiteVisit):
+        return apply_visit(session, node.node_id, node.node_key, message, received_ms=received_ms)
+    return None
 
 
 def _birth(session: Session, node: Node, birth: m.NodeBirth) -> None:

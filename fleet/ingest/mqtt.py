@@ -9,6 +9,12 @@ broker (persistent session) sends it again. A database outage stops the consumer
 nothing queued is dropped. Malformed messages are counted by reason and acknowledged (sending
 them again would not fix them).
 
+Once a second (`settle_every_s`) the consumer lets time pass: nodes silent for the heartbeat
+timeout go offline (fleet.ingest.liveness) and debounced faults whose wait is over open or
+clear (fleet.faults.store.settle_due). A technician's site visit that cannot move its ticket
+(unknown ticket, illegal step) is counted by outcome and logged at most once a minute per
+outcome.
+
 The fleet announces itself with a retained host state (`online: true`); its will says `false`.
 """
 
@@ -30,6 +36,8 @@ from sqlalchemy.orm import Session
 
 from fleet.faults import store as faults_store
 from fleet.ingest.apply import Applied, FaultPolicy, apply, apply_telemetry
+from fleet.ingest.liveness import expire_silent
+from fleet.ingest.visits import VisitResult
 from fleet.tsdb import NodeReading, TimeSeriesError, TimeSeriesWriter
 from protocols import messages as m
 from protocols.errors import ContractError
@@ -50,6 +58,8 @@ class IngestSettings:
     share_group: str | None = None  # MQTT 5 shared subscription for several workers
     batch_max: int = 500
     rebirth_every_s: float = 10.0  # ask one node at most this often: its birth is on its way
+    settle_every_s: float = 1.0  # let time pass for liveness and debounced faults this often
+    log_every_s: float = 60.0  # a repeated warning (a visit refused) is logged at most this often
     username: str | None = None
     password: str | None = None
 
@@ -62,6 +72,8 @@ class IngestCounters:
     gaps: int = 0
     rebirths_asked: int = 0
     rejected: dict[str, int] = field(default_factory=dict)  # by ContractError reason
+    visits: dict[str, int] = field(default_factory=dict)  # site visits by VisitOutcome
+    timed_out: int = 0  # nodes taken offline for silence
     db_failures: int = 0
     tsdb_failures: int = 0
 
@@ -98,6 +110,9 @@ class Ingest:
         self._busy = False
         self._consumer = threading.Thread(target=self._consume, name="fleet-ingest", daemon=True)
         self._rebirth_asked: dict[str, float] = {}  # node -> monotonic time, to ask once a while
+        self._logged: dict[str, tuple[float, int]] = {}  # warning key -> (monotonic, suppressed)
+        self._listening_since: int | None = None  # clock ms of the broker connection, None if lost
+        self._applied_until = 0  # receive time of the last message applied (the queue is FIFO)
         use_v5 = settings.share_group is not None  # shared subscriptions are MQTT 5
         # A persistent session: what arrives while the fleet is down waits at the broker.
         # (MQTT 5 expresses it at CONNECT with a session expiry instead of clean_session.)
@@ -113,6 +128,7 @@ class Ingest:
         offline = m.HostState(ts=clock_ms(), host_id=settings.host_id, online=False)
         self._client.will_set(host_state_topic(settings.host_id), m.encode(offline), qos=1, retain=True)
         self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._connected = threading.Event()
 
@@ -145,7 +161,11 @@ class Ingest:
         client.subscribe(fleet_subscription(share_group=self.settings.share_group), qos=1)
         online = m.HostState(ts=self._clock_ms(), host_id=self.settings.host_id, online=True)
         client.publish(host_state_topic(self.settings.host_id), m.encode(online), qos=1, retain=True)
+        self._listening_since = self._clock_ms()
         self._connected.set()
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, code: Any, props: Any) -> None:
+        self._listening_since = None  # nodes are not silent while the fleet cannot hear them
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self._queue.put(
@@ -158,7 +178,7 @@ class Ingest:
         next_settle = 0.0
         while not self._stop.is_set() or not self._queue.empty():
             if time.monotonic() >= next_settle:
-                next_settle = time.monotonic() + 1.0
+                next_settle = time.monotonic() + self.settings.settle_every_s
                 self._settle()
             try:
                 first = self._queue.get(timeout=0.1)
@@ -180,12 +200,27 @@ class Ingest:
             self._busy = False
 
     def _settle(self) -> None:
-        """Debounced faults whose wait is over open or clear (once a second)."""
+        """Silent nodes go offline, then debounced faults whose wait is over open or clear."""
+        now = self._clock_ms()
+        listening_since = self._listening_since
+        # Everything received up to `heard_until` is in the database.
+        heard_until = now if self._queue.empty() else self._applied_until
         try:
-            with Session(self.engine) as session, session.begin():
-                faults_store.settle_due(
-                    session, self._clock_ms(), config=self.faults.rules, policy=self.faults.sla
+            expired: list[str] = []
+            if listening_since is not None:
+                with Session(self.engine) as session, session.begin():
+                    expired = expire_silent(
+                        session, heard_until, policy=self.faults, listening_since=listening_since
+                    )
+            self.counters.timed_out += len(expired)
+            for node_id in expired:
+                log.warning(
+                    "fleet ingest: node %s silent for %d s: offline",
+                    node_id,
+                    self.faults.rules.heartbeat_timeout_s,
                 )
+            with Session(self.engine) as session, session.begin():
+                faults_store.settle_due(session, now, config=self.faults.rules, policy=self.faults.sla)
         except sa.exc.SQLAlchemyError as error:
             self.counters.db_failures += 1
             log.error("fleet ingest: could not settle faults: %s", error)
@@ -233,6 +268,7 @@ class Ingest:
                 # Telemetry is QoS 0 and superseded by the next reading: count, do not block.
                 self.counters.tsdb_failures += 1
                 log.warning("fleet ingest: %s", error)
+        self._applied_until = batch[-1].at_ms
         for item in batch:
             if item.qos:
                 self._client.ack(item.mid, item.qos)
@@ -261,7 +297,38 @@ class Ingest:
         self.counters.applied += 1
         self.counters.duplicates += applied.verdict == "duplicate"
         self.counters.gaps += applied.verdict == "gap"
+        if applied.visit is not None:
+            self._count_visit(node_id, applied.visit)
         return applied
+
+    def _count_visit(self, node_id: str, visit: VisitResult) -> None:
+        outcome = visit.outcome.value
+        self.counters.visits[outcome] = self.counters.visits.get(outcome, 0) + 1
+        if visit.applied:
+            log.info("fleet ingest: site visit %s of %s: %s", visit.visit_id, node_id, outcome)
+            return
+        self._warn_limited(
+            f"visit/{outcome}",
+            "fleet ingest: site visit %s of %s not applied to ticket %s (%s): %s",
+            visit.visit_id,
+            node_id,
+            visit.ticket_id,
+            outcome,
+            visit.detail,
+        )
+
+    def _warn_limited(self, key: str, text: str, *args: object) -> None:
+        """Log a warning unless one of the same `key` went out within `log_every_s`; the next
+        one that does says how many were held back."""
+        now = time.monotonic()
+        last, suppressed = self._logged.get(key, (-1e9, 0))
+        if now - last < self.settings.log_every_s:
+            self._logged[key] = (last, suppressed + 1)
+            return
+        self._logged[key] = (now, 0)
+        if suppressed:
+            text += f" ({suppressed} more like it not logged)"
+        log.warning(text, *args)
 
     def _reject(self, error: ContractError) -> None:
         self.counters.rejected[error.reason] = self.counters.rejected.get(error.reason, 0) + 1

@@ -1,6 +1,7 @@
 """Faults in the database (embedded SQLite and a real PostgreSQL): one open ticket per fault
-key, debounced opening, auto-clear that keeps the ticket; and two fleet workers on one shared
-subscription and one PostgreSQL opening exactly one ticket under a burst of duplicates."""
+key, debounced opening, auto-clear that keeps the ticket; a ticket moved by one step at a time
+(`apply_step`) or refused with a typed error; and two fleet workers on one shared subscription
+and one PostgreSQL opening exactly one ticket under a burst of duplicates."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from sqlalchemy.orm import Session
 
 from fleet.db import make_engine, migrate
 from fleet.faults import store
+from fleet.faults.errors import IllegalTransition, StepRefused
 from fleet.faults.rules import FaultKey, FaultRulesConfig, Observation, Verdict
 from fleet.faults.sla import SlaPolicy
 from fleet.faults.store import FaultTicketRow
+from fleet.faults.tickets import Action, Verification
 from fleet.ingest.mqtt import Ingest, IngestSettings
 from fleet.inventory.models import Node
 from protocols import messages as m
@@ -88,6 +91,113 @@ def test_a_temperature_fault_opens_only_once_it_has_held(fleet_engine: sa.Engine
     (ticket,) = tickets(fleet_engine)
     assert ticket.opened_at_ms == T0 + 300_000  # the clocks start when the fleet believes it
     assert ticket.resolution_deadline_ms == T0 + 300_000 + 4 * HOUR  # major: 4 h
+
+
+def open_door_ticket(engine: sa.Engine) -> str:
+    (outcome,) = observe(engine, Observation(DOOR, raised=True, at=T0, severity="minor"))
+    assert outcome.ticket_id is not None
+    return outcome.ticket_id
+
+
+def test_apply_step_moves_the_ticket_and_stores_its_clocks(fleet_engine: sa.Engine) -> None:
+    ticket_id = open_door_ticket(fleet_engine)
+    with Session(fleet_engine) as session, session.begin():
+        store.apply_step(session, ticket_id, Action.ACKNOWLEDGE, at=T0 + 60_000, by="operator-7")
+        store.apply_step(session, ticket_id, Action.DISPATCH, at=T0 + 120_000, by="operator-7", note="crew 3")
+        row = store.apply_step(
+            session,
+            ticket_id,
+            Action.ARRIVE,
+            at=T0 + 45 * 60_000,
+            by="tech-0193",
+            verification=Verification.SELF_REPORTED,
+        )
+        assert row.state == "on_site"
+    (row,) = tickets(fleet_engine)
+    assert (row.state, row.open_key) == ("on_site", "pole-0412|cabinet|door")  # still open work
+    ticket = row.ticket()
+    assert [(s.action, s.at, s.by) for s in ticket.steps] == [
+        (Action.ACKNOWLEDGE, T0 + 60_000, "operator-7"),
+        (Action.DISPATCH, T0 + 120_000, "operator-7"),
+        (Action.ARRIVE, T0 + 45 * 60_000, "tech-0193"),
+    ]
+    assert ticket.steps[1].note == "crew 3"
+    assert ticket.steps[2].verification is Verification.SELF_REPORTED
+    assert ticket.clocks.response.stopped_at == T0 + 45 * 60_000  # within the 2 h
+
+
+def test_a_step_that_closes_the_ticket_frees_its_fault_key(fleet_engine: sa.Engine) -> None:
+    ticket_id = open_door_ticket(fleet_engine)
+    with Session(fleet_engine) as session, session.begin():
+        store.apply_step(session, ticket_id, Action.CANCEL, at=T0 + 5_000, by="operator-7", note="test alarm")
+    (row,) = tickets(fleet_engine)
+    assert (row.state, row.open_key) == ("cancelled", None)
+    with Session(fleet_engine) as session:
+        assert store.open_tickets(session) == []
+    # The door closes (nothing open to clear), then opens again: a new fault, a new ticket.
+    assert observe(fleet_engine, Observation(DOOR, raised=False, at=T0 + 10_000)) == []
+    with Session(fleet_engine) as session, session.begin():
+        (cleared,) = store.settle_due(session, T0 + 310_000, config=RULES, policy=POLICY)
+    assert (cleared.verdict, cleared.ticket_id) == (Verdict.NOTHING, None)
+    (again,) = observe(fleet_engine, Observation(DOOR, raised=True, at=T0 + HOUR, severity="minor"))
+    assert again.verdict is Verdict.OPEN
+    assert again.ticket_id != ticket_id
+
+
+@pytest.mark.parametrize(
+    ("ticket", "action", "at", "error", "detail"),
+    [
+        ("no-such-ticket", Action.ACKNOWLEDGE, T0 + 1000, store.UnknownTicket, "no-such-ticket"),
+        (None, Action.RESOLVE, T0 + 1000, IllegalTransition, ("open", ("acknowledge", "arrive", "cancel"))),
+        (None, Action.ACKNOWLEDGE, T0 - 1000, StepRefused, "before-open"),
+    ],
+)
+def test_apply_step_refuses_with_typed_errors_and_changes_nothing(
+    fleet_engine: sa.Engine,
+    ticket: str | None,
+    action: Action,
+    at: int,
+    error: type[Exception],
+    detail: object,
+) -> None:
+    ticket_id = open_door_ticket(fleet_engine)
+    with Session(fleet_engine) as session, session.begin(), pytest.raises(error) as raised:
+        store.apply_step(
+            session,
+            ticket or ticket_id,
+            action,
+            at=at,
+            by="operator-7",
+            verification=Verification.SELF_REPORTED if action is Action.RESOLVE else None,
+        )
+    refused = raised.value
+    if isinstance(refused, store.UnknownTicket):
+        assert refused.ticket_id == detail
+    elif isinstance(refused, IllegalTransition):
+        assert (refused.state, refused.allowed) == detail
+    else:
+        assert isinstance(refused, StepRefused)
+        assert refused.reason == detail
+    (row,) = tickets(fleet_engine)
+    assert (row.state, row.ticket().steps) == ("open", ())
+
+
+def test_a_fault_that_clears_after_dispatch_keeps_its_ticket_running(fleet_engine: sa.Engine) -> None:
+    ticket_id = open_door_ticket(fleet_engine)
+    with Session(fleet_engine) as session, session.begin():
+        store.apply_step(session, ticket_id, Action.ACKNOWLEDGE, at=T0 + 1000, by="operator-7")
+        store.apply_step(session, ticket_id, Action.DISPATCH, at=T0 + 2000, by="operator-7")
+    observe(fleet_engine, Observation(DOOR, raised=False, at=T0 + 3000))
+    with Session(fleet_engine) as session, session.begin():
+        (outcome,) = store.settle_due(session, T0 + 3000 + 300_000, config=RULES, policy=POLICY)
+    assert (outcome.verdict, outcome.ticket_id) == (Verdict.AUTO_CLEAR, ticket_id)
+    (row,) = tickets(fleet_engine)
+    # Someone is on the way: they go and confirm, the ticket runs to resolved.
+    assert (row.state, row.open_key, row.fault_cleared_at_ms) == (
+        "dispatched",
+        "pole-0412|cabinet|door",
+        T0 + 303_000,
+    )
 
 
 @pytest.mark.broker

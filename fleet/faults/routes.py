@@ -1,0 +1,397 @@
+"""/faults: tickets, their SLA clocks, and the technician workflow.
+
+The control centre acknowledges, assigns and dispatches (`ticket:dispatch`); the technician
+checks in, resolves with notes and reports (`ticket:field`), only on tickets assigned to them.
+A check-in through the API is self-reported; the node-verified one comes from the pole itself
+(a signed site visit, through ingest). Every step goes through `tickets.transition`, which
+refuses illegal moves (409, naming the allowed ones), and is written to the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from fleet.access.roles import Permission, Role
+from fleet.access.tokens import Principal
+from fleet.api.deps import Audit, DbSession, NowMs, PathId, require
+from fleet.api.errors import ApiError, not_found
+from fleet.faults import sla, tickets
+from fleet.faults.sla import SlaPolicy
+from fleet.faults.store import FaultTicketRow, save_ticket
+from fleet.faults.tickets import Action, Ticket, TicketState, Verification
+
+router = APIRouter(tags=["faults"])
+Reader = Depends(require(Permission.READ))
+Dispatcher = Annotated[Principal, Depends(require(Permission.TICKET_DISPATCH))]
+FieldWorker = Annotated[Principal, Depends(require(Permission.TICKET_FIELD))]
+Note = Annotated[str, Field(max_length=4000)]
+Person = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")]
+
+
+def sla_policy(request: Request) -> SlaPolicy:
+    policy: SlaPolicy = request.app.state.sla_policy
+    return policy
+
+
+Policy = Annotated[SlaPolicy, Depends(sla_policy)]
+
+
+class StepOut(BaseModel):
+    action: Action
+    at_ms: int
+    by: str
+    from_state: TicketState
+    to_state: TicketState
+    verification: Verification | None
+    note: str
+
+
+class PauseOut(BaseModel):
+    started_at_ms: int
+    started_by: str
+    reason: str
+    ended_at_ms: int | None
+    ended_by: str | None
+
+
+class ClockOut(BaseModel):
+    clock: sla.Clock
+    state: sla.ClockState
+    deadline_ms: int
+    remaining_ms: int
+    running: bool
+    paused: bool
+
+
+class TicketSummary(BaseModel):
+    ticket_id: str
+    node_id: str
+    component: str
+    kind: str
+    severity: str
+    state: TicketState
+    assignee: str | None
+    opened_at_ms: int
+    fault_cleared_at_ms: int | None
+    response_deadline_ms: int
+    resolution_deadline_ms: int
+    report_deadline_ms: int
+    paused: bool
+    most_urgent: ClockOut | None
+
+
+class TicketDetail(TicketSummary):
+    clocks: list[ClockOut]
+    steps: list[StepOut]
+    pauses: list[PauseOut]
+    allowed_actions: list[Action]
+    repeat_of: str | None
+
+
+class TicketPage(BaseModel):
+    items: list[TicketSummary]
+    next_before: int | None  # pass as `before` for the next (older) page
+
+
+class Assignment(BaseModel):
+    technician: Person
+
+
+class Dispatch(BaseModel):
+    technician: Person | None = None  # assigns too, when given
+    note: Note = ""
+
+
+class FieldNote(BaseModel):
+    note: Note = ""
+
+
+class WorkNote(BaseModel):
+    note: Annotated[str, Field(min_length=1, max_length=4000)]
+
+
+class PauseRequest(BaseModel):
+    reason: Annotated[str, Field(min_length=3, max_length=500)]
+
+
+def _clock(f: sla.ClockForecast) -> ClockOut:
+    return ClockOut(
+        clock=f.clock,
+        state=f.state,
+        deadline_ms=f.deadline,
+        remaining_ms=f.remaining_ms,
+        running=f.running,
+        paused=f.paused,
+    )
+
+
+def _summary(row: FaultTicketRow, ticket: Ticket, now: int, policy: SlaPolicy) -> TicketSummary:
+    urgent = sla.most_urgent(sla.forecast(ticket.clocks, now, policy))
+    return TicketSummary(
+        ticket_id=row.ticket_id,
+        node_id=row.node_id,
+        component=row.component,
+        kind=row.kind,
+        severity=row.severity,
+        state=ticket.state,
+        assignee=row.assignee,
+        opened_at_ms=ticket.opened_at,
+        fault_cleared_at_ms=row.fault_cleared_at_ms,
+        response_deadline_ms=ticket.response_deadline,
+        resolution_deadline_ms=ticket.resolution_deadline,
+        report_deadline_ms=ticket.report_deadline,
+        paused=ticket.clocks.paused_since is not None,
+        most_urgent=_clock(urgent) if urgent is not None else None,
+    )
+
+
+def _detail(row: FaultTicketRow, now: int, policy: SlaPolicy) -> TicketDetail:
+    ticket = row.ticket()
+    return TicketDetail(
+        **_summary(row, ticket, now, policy).model_dump(),
+        clocks=[_clock(f) for f in sla.forecast(ticket.clocks, now, policy)],
+        steps=[
+            StepOut(
+                action=s.action,
+                at_ms=s.at,
+                by=s.by,
+                from_state=s.from_state,
+                to_state=s.to_state,
+                verification=s.verification,
+                note=s.note,
+            )
+            for s in ticket.steps
+        ],
+        pauses=[
+            PauseOut(
+                started_at_ms=p.started_at,
+                started_by=p.started_by,
+                reason=p.reason,
+                ended_at_ms=p.ended_at,
+                ended_by=p.ended_by,
+            )
+            for p in ticket.clocks.pauses
+        ],
+        allowed_actions=list(tickets.allowed_actions(ticket.state)),
+        repeat_of=ticket.repeat_of,
+    )
+
+
+@router.get("/faults", dependencies=[Reader])
+def list_faults(
+    *,
+    db: DbSession,
+    now: NowMs,
+    policy: Policy,
+    status: Literal["open", "closed", "all"] = "open",
+    node: str | None = None,
+    kind: str | None = None,
+    severity: str | None = None,
+    assignee: str | None = None,
+    state: TicketState | None = None,
+    before: Annotated[int | None, Query(ge=1)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> TicketPage:
+    """Newest first. `status` open: not yet reported or cancelled."""
+    query = sa.select(FaultTicketRow).order_by(FaultTicketRow.id.desc()).limit(limit)
+    if status == "open":
+        query = query.where(FaultTicketRow.open_key.is_not(None))
+    elif status == "closed":
+        query = query.where(FaultTicketRow.open_key.is_(None))
+    for column, value in (
+        (FaultTicketRow.node_id, node),
+        (FaultTicketRow.kind, kind),
+        (FaultTicketRow.severity, severity),
+        (FaultTicketRow.assignee, assignee),
+        (FaultTicketRow.state, state.value if state else None),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if before is not None:
+        query = query.where(FaultTicketRow.id < before)
+    rows = list(db.scalars(query))
+    items = [_summary(row, row.ticket(), now, policy) for row in rows]
+    return TicketPage(items=items, next_before=rows[-1].id if len(rows) == limit else None)
+
+
+@router.get("/faults/{ticket_id}", dependencies=[Reader])
+def get_fault(*, ticket_id: PathId, db: DbSession, now: NowMs, policy: Policy) -> TicketDetail:
+    row = db.scalars(sa.select(FaultTicketRow).where(FaultTicketRow.ticket_id == ticket_id)).one_or_none()
+    if row is None:
+        raise not_found("fault ticket", ticket_id)
+    return _detail(row, now, policy)
+
+
+def _locked(db: Session, ticket_id: str) -> FaultTicketRow:
+    row = db.scalars(
+        sa.select(FaultTicketRow).where(FaultTicketRow.ticket_id == ticket_id).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise not_found("fault ticket", ticket_id)
+    return row
+
+
+def _own(row: FaultTicketRow, who: Principal) -> None:
+    """A technician works the tickets assigned to them; the centre works any."""
+    if who.role is Role.TECHNICIAN and row.assignee != who.subject:
+        holder = f"assigned to {row.assignee}" if row.assignee else "not assigned to anyone"
+        raise ApiError(403, "not-your-ticket", f"ticket {row.ticket_id} is {holder}, not to {who.subject}")
+
+
+def _change(db: Session, row: FaultTicketRow, change: Callable[[Ticket], Ticket]) -> None:
+    save_ticket(row, change(row.ticket()))
+
+
+@router.post("/faults/{ticket_id}/acknowledge")
+def acknowledge(
+    *, ticket_id: PathId, db: DbSession, who: Dispatcher, now: NowMs, policy: Policy, audit: Audit
+) -> TicketDetail:
+    row = _locked(db, ticket_id)
+    _change(db, row, lambda t: tickets.transition(t, Action.ACKNOWLEDGE, at=now, by=who.subject))
+    audit("ticket.acknowledge", f"ticket/{ticket_id}")
+    return _detail(row, now, policy)
+
+
+@router.post("/faults/{ticket_id}/assign")
+def assign(
+    *,
+    ticket_id: PathId,
+    body: Assignment,
+    db: DbSession,
+    who: Dispatcher,
+    now: NowMs,
+    policy: Policy,
+    audit: Audit,
+) -> TicketDetail:
+    row = _locked(db, ticket_id)
+    if row.open_key is None:
+        raise ApiError(409, "closed", f"ticket {ticket_id} is {row.state}: closed tickets are not assigned")
+    before, row.assignee = row.assignee, body.technician
+    audit("ticket.assign", f"ticket/{ticket_id}", technician=body.technician, before=before)
+    return _detail(row, now, policy)
+
+
+@router.post("/faults/{ticket_id}/dispatch")
+def dispatch(
+    *,
+    ticket_id: PathId,
+    body: Dispatch,
+    db: DbSession,
+    who: Dispatcher,
+    now: NowMs,
+    policy: Policy,
+    audit: Audit,
+) -> TicketDetail:
+    row = _locked(db, ticket_id)
+    technician = body.technician or row.assignee
+    if technician is None:
+        raise ApiError(422, "no-technician", "dispatch whom? give `technician` or assign the ticket first")
+    _change(db, row, lambda t: tickets.transition(t, Action.DISPATCH, at=now, by=who.subject, note=body.note))
+    row.assignee = technician
+    audit("ticket.dispatch", f"ticket/{ticket_id}", technician=technician)
+    return _detail(row, now, policy)
+
+
+@router.post("/faults/{ticket_id}/check-in")
+def check_in(
+    *,
+    ticket_id: PathId,
+    body: FieldNote,
+    db: DbSession,
+    who: FieldWorker,
+    now: NowMs,
+    policy: Policy,
+    audit: Audit,
+) -> TicketDetail:
+    """The technician says they are at the pole (self-reported; the node's signed check-in,
+    when it comes, is the verified record)."""
+    row = _locked(db, ticket_id)
+    _own(row, who)
+    _change(
+        db,
+        row,
+        lambda t: tickets.transition(
+            t, Action.ARRIVE, at=now, by=who.subject, verification=Verification.SELF_REPORTED, note=body.note
+        ),
+    )
+    audit("ticket.check-in", f"ticket/{ticket_id}", verification=Verification.SELF_REPORTED.value)
+    return _detail(row, now, policy)
+
+
+@router.post("/faults/{ticket_id}/resolve")
+def resolve(
+    *,
+    ticket_id: PathId,
+    body: WorkNote,
+    db: DbSession,
+    who: FieldWorker,
+    now: NowMs,
+    policy: Policy,
+    audit: Audit,
+) -> TicketDetail:
+    row = _locked(db, ticket_id)
+    _own(row, who)
+    _change(
+        db,
+        row,
+        lambda t: tickets.transition(
+            t, Action.RESOLVE, at=now, by=who.subject, verification=Verification.SELF_REPORTED, note=body.note
+        ),
+    )
+    audit("ticket.resolve", f"ticket/{ticket_id}", note=body.note)
+    return _detail(row, now, policy)
+
+
+@router.post("/faults/{ticket_id}/report")
+def report(
+    *,
+    ticket_id: PathId,
+    body: WorkNote,
+    db: DbSession,
+    who: FieldWorker,
+    now: NowMs,
+    policy: Policy,
+    audit: Audit,
+) -> TicketDetail:
+    """The work report: what was found and done. Closes the ticket."""
+    row = _locked(db, ticket_id)
+    _own(row, who)
+    _change(db, row, lambda t: tickets.transition(t, Action.REPORT, at=now, by=who.subject, note=body.note))
+    audit("ticket.report", f"ticket/{ticket_id}", note=body.note)
+    return _detail(row, now, policy)
+
+
+@router.post("/faults/{ticket_id}/pause")
+def pause(
+    *,
+    ticket_id: PathId,
+    body: PauseRequest,
+    db: DbSession,
+    who: FieldWorker,
+    now: NowMs,
+    policy: Policy,
+    audit: Audit,
+) -> TicketDetail:
+    """Stop the clocks for a reason outside the contractor's hands ("waiting for the power
+    utility"); audited with who and why."""
+    row = _locked(db, ticket_id)
+    _own(row, who)
+    _change(db, row, lambda t: tickets.pause(t, at=now, by=who.subject, reason=body.reason))
+    audit("ticket.pause", f"ticket/{ticket_id}", reason=body.reason)
+    return _detail(row, now, policy)
+
+
+@router.post("/faults/{ticket_id}/resume")
+def resume(
+    *, ticket_id: PathId, db: DbSession, who: FieldWorker, now: NowMs, policy: Policy, audit: Audit
+) -> TicketDetail:
+    row = _locked(db, ticket_id)
+    _own(row, who)
+    _change(db, row, lambda t: tickets.resume(t, at=now, by=who.subject))
+    audit("ticket.resume", f"ticket/{ticket_id}")
+    return _detail(row, now, policy)

@@ -1,0 +1,160 @@
+"""The fleet manager's settings: one TOML file, checked whole at start-up, so a typo stops
+`watchpost fleet serve` with the key named instead of surfacing at the first fault.
+
+With no file at all the fleet runs embedded: SQLite under `data_dir`, MQTT on localhost, no
+time series, the API on 127.0.0.1:8080. Secrets (the MQTT password, the time-series token) are
+read from files named here. Every key, with its default: docs/fleet.md.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from fleet.faults.errors import ConfigError as FaultConfigError
+from fleet.faults.rules import FaultRulesConfig
+from fleet.faults.sla import HOUR_MS, MINUTE_MS, SlaPolicy
+from protocols.topics import ID_PATTERN
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+Seconds = Annotated[int, Meta(ge=1, le=7 * 86_400)]
+Hours = Annotated[float, Meta(gt=0, le=24 * 30)]
+
+
+class SettingsError(ValueError):
+    """The settings are unusable: `key` is the dotted path of the offending key (or None)."""
+
+    def __init__(self, message: str, *, key: str | None = None, path: Path | None = None) -> None:
+        where = f"{path}: " if path else ""
+        super().__init__(f"{where}{key + ': ' if key else ''}{message}")
+        self.key = key
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class FleetSection(_Section, kw_only=True, frozen=True):
+    host_id: Annotated[str, Meta(pattern=ID_PATTERN)] = "fleet-1"  # in the retained host state
+    data_dir: Path = Path("fleet-data")  # the embedded SQLite database lives here
+
+
+class DatabaseSection(_Section, kw_only=True, frozen=True):
+    url: str = ""  # empty: sqlite under fleet.data_dir; production: postgresql+psycopg://...
+
+
+class MqttSection(_Section, kw_only=True, frozen=True):
+    enabled: bool = True
+    host: Annotated[str, Meta(min_length=1, max_length=253)] = "127.0.0.1"
+    port: Port = 1883
+    username: str | None = None
+    password_file: Path | None = None
+    share_group: Annotated[str, Meta(pattern=ID_PATTERN)] | None = None  # several workers, one load
+
+
+class ApiSection(_Section, kw_only=True, frozen=True):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    # Where `serve` writes the first admin token when the database has none (mode 0600).
+    admin_token_file: Path | None = None
+
+
+class TimeSeriesSection(_Section, kw_only=True, frozen=True):
+    url: str = ""  # an InfluxDB /api/v2/write base URL; empty: no time series
+    org: str = "watchpost"
+    bucket: str = "watchpost"
+    token_file: Path | None = None
+
+
+class FaultsSection(_Section, kw_only=True, frozen=True):
+    heartbeat_timeout_s: Seconds = 180
+    response_hours: Hours = 2.0
+    resolution_hours_critical: Hours = 3.0
+    resolution_hours_major: Hours = 4.0
+    resolution_hours_minor: Hours = 8.0
+    report_hours: Hours = 24.0
+
+
+class FleetSettings(_Section, kw_only=True, frozen=True):
+    fleet: FleetSection = FleetSection()
+    database: DatabaseSection = DatabaseSection()
+    mqtt: MqttSection = MqttSection()
+    api: ApiSection = ApiSection()
+    timeseries: TimeSeriesSection = TimeSeriesSection()
+    faults: FaultsSection = FaultsSection()
+    escalation: dict[str, Any] = {}  # fleet.escalations settings, checked by them
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.fleet.data_dir / 'fleet.db'}"
+
+    def sla_policy(self) -> SlaPolicy:
+        f = self.faults
+        return SlaPolicy(
+            response_ms=round(f.response_hours * HOUR_MS),
+            resolution_ms={
+                "critical": round(f.resolution_hours_critical * HOUR_MS),
+                "major": round(f.resolution_hours_major * HOUR_MS),
+                "minor": round(f.resolution_hours_minor * HOUR_MS),
+            },
+            report_ms=round(f.report_hours * HOUR_MS),
+            at_risk_ms=30 * MINUTE_MS,
+        )
+
+    def fault_rules(self) -> FaultRulesConfig:
+        return FaultRulesConfig(heartbeat_timeout_s=self.faults.heartbeat_timeout_s)
+
+
+def parse_settings(text: str | bytes, *, path: Path | None = None) -> FleetSettings:
+    try:
+        raw = text.decode() if isinstance(text, bytes) else text
+        document = tomllib.loads(raw)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise SettingsError(f"not valid TOML: {error}", path=path) from None
+    try:
+        settings = msgspec.convert(document, FleetSettings, dec_hook=_dec_hook)
+    except msgspec.ValidationError as error:
+        message, _, at = str(error).partition(" - at `")
+        key = at.rstrip("`").removeprefix("$").lstrip(".") or None
+        if message.startswith(("Object contains unknown field", "Object missing required field")):
+            field = message.split("`")[1]
+            key = f"{key}.{field}" if key else field
+            message = "unknown key" if "unknown" in message else "required key is missing"
+        raise SettingsError(message, key=key, path=path) from None
+    try:
+        # The contract's budgets must make sense together (a resolution after the response).
+        settings.sla_policy()
+        settings.fault_rules()
+    except FaultConfigError as error:
+        raise SettingsError(str(error), key="faults", path=path) from None
+    return settings
+
+
+def load_settings(path: Path | None) -> FleetSettings:
+    if path is None:
+        return FleetSettings()
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise SettingsError(f"cannot read the settings file: {error.strerror}", path=path) from None
+    return parse_settings(text, path=path)
+
+
+def _dec_hook(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"{kind} from {type(value).__name__}")
+
+
+def read_secret(path: Path | None, *, key: str) -> str | None:
+    """A secret from its file (trailing newline dropped); None when no file is set."""
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except OSError as error:
+        raise SettingsError(f"cannot read {path}: {error.strerror}", key=key) from None

@@ -8,6 +8,7 @@ read from files named here. Every key, with its default: docs/fleet.md.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,8 +16,10 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
+from fleet.escalations.errors import SettingsError as EscalationSettingsError
+from fleet.escalations.settings import EmailSettings, EscalationSettings, WebhookSettings
 from fleet.faults.errors import ConfigError as FaultConfigError
-from fleet.faults.rules import FaultRulesConfig
+from fleet.faults.rules import OFFLINE, FaultRulesConfig
 from fleet.faults.sla import HOUR_MS, MINUTE_MS, SlaPolicy
 from protocols.topics import ID_PATTERN
 
@@ -72,6 +75,9 @@ class TimeSeriesSection(_Section, kw_only=True, frozen=True):
 
 class FaultsSection(_Section, kw_only=True, frozen=True):
     heartbeat_timeout_s: Seconds = 180
+    # A node must stay offline this long before its fault opens (a mobile link's hiccup is
+    # not a site visit); 0 opens it at the death.
+    offline_raise_after_s: Annotated[int, Meta(ge=0, le=86_400)] = 300
     response_hours: Hours = 2.0
     resolution_hours_critical: Hours = 3.0
     resolution_hours_major: Hours = 4.0
@@ -106,7 +112,37 @@ class FleetSettings(_Section, kw_only=True, frozen=True):
         )
 
     def fault_rules(self) -> FaultRulesConfig:
-        return FaultRulesConfig(heartbeat_timeout_s=self.faults.heartbeat_timeout_s)
+        defaults = FaultRulesConfig()
+        offline = dataclasses.replace(
+            defaults.debounce(OFFLINE), raise_after_s=self.faults.offline_raise_after_s
+        )
+        return FaultRulesConfig(
+            heartbeat_timeout_s=self.faults.heartbeat_timeout_s,
+            per_kind={**defaults.per_kind, OFFLINE: offline},
+        )
+
+    def escalations(self) -> EscalationSettings:
+        """The [escalation] table as the escalation hooks take it (checked by them)."""
+        raw = dict(self.escalation)
+        try:
+            webhook = raw.pop("webhook", None)
+            email = raw.pop("email", None)
+            if email is not None:
+                email = dict(email)
+                if "to_addrs" in email and isinstance(email["to_addrs"], list):
+                    email["to_addrs"] = tuple(email["to_addrs"])
+                if "password_file" in email:
+                    path = email.pop("password_file")
+                    email["password"] = read_secret(Path(path), key="escalation.email.password_file")
+            return EscalationSettings(
+                webhook=WebhookSettings(**webhook) if webhook is not None else None,
+                email=EmailSettings(**email) if email is not None else None,
+                **raw,
+            )
+        except EscalationSettingsError as error:
+            raise SettingsError(str(error), key="escalation") from None
+        except TypeError as error:  # a key the hooks do not have
+            raise SettingsError(f"unknown key: {error}", key="escalation") from None
 
 
 def parse_settings(text: str | bytes, *, path: Path | None = None) -> FleetSettings:
@@ -131,6 +167,10 @@ def parse_settings(text: str | bytes, *, path: Path | None = None) -> FleetSetti
         settings.fault_rules()
     except FaultConfigError as error:
         raise SettingsError(str(error), key="faults", path=path) from None
+    try:
+        settings.escalations()
+    except SettingsError as error:
+        raise SettingsError(str(error), path=path) from None
     return settings
 
 

@@ -232,6 +232,85 @@ def edge_run(config_path: Path, log_level: str) -> None:
 
 
 @main.group()
+def fleet() -> None:
+    """The fleet manager: MQTT ingest, faults and SLA clocks, bell alarms, the REST API."""
+
+
+@fleet.command("serve")
+@click.option(
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The fleet's TOML settings (docs/fleet.md). Without: embedded defaults (SQLite in ./fleet-data).",
+)
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+def fleet_serve(config_path: Path | None, log_level: str) -> None:
+    """Serve the API and ingest the nodes' MQTT until SIGTERM/SIGINT."""
+    import logging
+
+    from fleet.serve import serve
+    from fleet.settings import SettingsError, load_settings
+
+    if log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise click.BadParameter(
+            f"{log_level!r}: use DEBUG, INFO, WARNING or ERROR", param_hint="--log-level"
+        )
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(config_path)
+    except SettingsError as error:
+        click.echo(f"settings error: {error}", err=True)
+        sys.exit(2)
+    try:
+        serve(settings)
+    except (TimeoutError, OSError) as error:
+        click.echo(f"fleet stopped: {error}", err=True)
+        sys.exit(1)
+
+
+@fleet.command("issue-token")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--subject", required=True, help="Who holds it, e.g. tech-0193.")
+@click.option("--role", required=True, type=click.Choice(["admin", "operator", "technician", "viewer"]))
+def fleet_issue_token(config_path: Path | None, subject: str, role: str) -> None:
+    """Issue an API token straight into the database (for set-up; the API's /tokens otherwise)."""
+    from sqlalchemy.orm import Session
+
+    from fleet.access import tokens
+    from fleet.access.roles import Role
+    from fleet.api.app import wall_ms
+    from fleet.audit import log as audit
+    from fleet.db import make_engine, migrate
+    from fleet.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(config_path)
+        migrate(settings.database_url)
+    except SettingsError as error:
+        click.echo(f"settings error: {error}", err=True)
+        sys.exit(2)
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as db, db.begin():
+            now = wall_ms()
+            issued = tokens.issue(db, subject=subject, role=Role(role), now_ms=now, by="cli")
+            audit.record(
+                db,
+                at_ms=now,
+                actor="cli",
+                role="admin",
+                action="token.issue",
+                target=f"token/{issued.token_id}",
+            )
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--subject") from None
+    finally:
+        engine.dispose()
+    click.echo(issued.token)
+
+
+@main.group()
 def diag() -> None:
     """A technician's diagnostics of an edge node, over the pole's service interface.
 

@@ -146,7 +146,7 @@ class Escalator:
                 session.scalars(
                     sa.select(EscalationSent.key)
                     .join(FaultTicketRow, FaultTicketRow.ticket_id == EscalationSent.ticket_id)
-                    .where(FaultTicketRow.open_key.is_not(None))
+                    .where(FaultTicketRow.state.not_in(store.CLOSED_STATES))
                 )
             )
         due: list[tuple[Ticket, DueEscalation]] = []

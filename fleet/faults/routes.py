@@ -22,7 +22,7 @@ from fleet.api.deps import Audit, DbSession, NowMs, PathId, require
 from fleet.api.errors import ApiError, not_found
 from fleet.faults import sla, tickets
 from fleet.faults.sla import SlaPolicy
-from fleet.faults.store import FaultTicketRow, save_ticket
+from fleet.faults.store import CLOSED_STATES, FaultTicketRow, save_ticket
 from fleet.faults.tickets import Action, Ticket, TicketState, Verification
 
 router = APIRouter(tags=["faults"])
@@ -197,12 +197,13 @@ def list_faults(
     before: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> TicketPage:
-    """Newest first. `status` open: not yet reported or cancelled."""
+    """Newest first. `status` open: not yet reported or cancelled (a resolved ticket is open
+    until its report is in)."""
     query = sa.select(FaultTicketRow).order_by(FaultTicketRow.id.desc()).limit(limit)
     if status == "open":
-        query = query.where(FaultTicketRow.open_key.is_not(None))
+        query = query.where(FaultTicketRow.state.not_in(CLOSED_STATES))
     elif status == "closed":
-        query = query.where(FaultTicketRow.open_key.is_(None))
+        query = query.where(FaultTicketRow.state.in_(CLOSED_STATES))
     for column, value in (
         (FaultTicketRow.node_id, node),
         (FaultTicketRow.kind, kind),
@@ -269,7 +270,7 @@ def assign(
     audit: Audit,
 ) -> TicketDetail:
     row = _locked(db, ticket_id)
-    if row.open_key is None:
+    if row.state in CLOSED_STATES:
         raise ApiError(409, "closed", f"ticket {ticket_id} is {row.state}: closed tickets are not assigned")
     before, row.assignee = row.assignee, body.technician
     audit("ticket.assign", f"ticket/{ticket_id}", technician=body.technician, before=before)

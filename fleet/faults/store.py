@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Final
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -91,7 +92,7 @@ def observe(
     row = _locked_condition(session, observation.key)
     condition, settled = rules.track(_condition(row), observation, config)
     _store_condition(row, condition, config)
-    return [_apply(session, settled_one, policy) for settled_one in settled]
+    return [_apply(session, settled_one, policy, config) for settled_one in settled]
 
 
 def settle_due(
@@ -110,16 +111,20 @@ def settle_due(
         condition, observation = rules.settle(current, now_ms, config)
         _store_condition(row, condition, config)
         if observation is not None:
-            outcomes.append(_apply(session, observation, policy))
+            outcomes.append(_apply(session, observation, policy, config))
     return outcomes
 
 
+CLOSED_STATES: Final = tuple(state.value for state in tickets.CLOSED)
+
+
 def open_tickets(session: Session) -> list[FaultTicketRow]:
-    """Tickets not yet closed, the nearest response deadline first."""
+    """Tickets not yet closed (a resolved one still owes its report), the nearest response
+    deadline first."""
     return list(
         session.scalars(
             sa.select(FaultTicketRow)
-            .where(FaultTicketRow.open_key.is_not(None))
+            .where(FaultTicketRow.state.not_in(CLOSED_STATES))
             .order_by(FaultTicketRow.response_deadline_ms)
         )
     )
@@ -178,7 +183,34 @@ def _store_condition(row: FaultConditionRow, condition: Condition, config: Fault
     row.next_check_ms = rules.next_check_at(condition, config)
 
 
-def _apply(session: Session, observation: Observation, policy: SlaPolicy) -> Outcome:
+def _repeats(session: Session, observation: Observation, config: FaultRulesConfig) -> str | None:
+    """The ticket this new fault repeats: the same key's last one, if it was resolved within
+    the repeat window before (the fix did not hold)."""
+    key = observation.key
+    last = session.scalars(
+        sa.select(FaultTicketRow)
+        .where(
+            FaultTicketRow.node_id == key.node_id,
+            FaultTicketRow.component == key.component,
+            FaultTicketRow.kind == key.kind,
+        )
+        .order_by(FaultTicketRow.opened_at_ms.desc(), FaultTicketRow.id.desc())
+        .limit(1)
+    ).one_or_none()
+    if last is None:
+        return None
+    resolved = last.ticket().step_of(tickets.Action.RESOLVE)
+    at = resolved.at if resolved is not None else None
+    return (
+        last.ticket_id
+        if rules.is_repeat(previous_resolved_at=at, opened_at=observation.at, config=config)
+        else None
+    )
+
+
+def _apply(
+    session: Session, observation: Observation, policy: SlaPolicy, config: FaultRulesConfig
+) -> Outcome:
     key = key_text(observation.key)
     # Locked: an operator's step (apply_step) on the same ticket must not be overwritten.
     open_row = session.scalars(
@@ -188,7 +220,12 @@ def _apply(session: Session, observation: Observation, policy: SlaPolicy) -> Out
     if verdict is Verdict.OPEN:
         assert observation.severity is not None
         ticket = tickets.open_ticket(
-            uuid.uuid4().hex[:16], observation.key, observation.severity, at=observation.at, policy=policy
+            uuid.uuid4().hex[:16],
+            observation.key,
+            observation.severity,
+            at=observation.at,
+            policy=policy,
+            repeat_of=_repeats(session, observation, config),
         )
         row = FaultTicketRow(
             ticket_id=ticket.ticket_id,
@@ -222,11 +259,14 @@ def _apply(session: Session, observation: Observation, policy: SlaPolicy) -> Out
 
 def save_ticket(row: FaultTicketRow, ticket: tickets.Ticket) -> None:
     """Write `ticket` (what `tickets.transition` returned) into its row: the JSON record and the
-    columns queried by (state, deadlines, `open_key`, NULL once the ticket closes). The caller
+    columns queried by (state, deadlines, `open_key`, NULL once the fault is fixed). The caller
     holds the row's lock (`ticket_for_update`)."""
     record = tickets.to_record(ticket)
     row.record = json.dumps(record, sort_keys=True)
     row.state = ticket.state.value
-    row.open_key = None if ticket.closed else key_text(ticket.fault)
+    # The fault is being worked until it is fixed: after that, the same condition raised again
+    # is a new fault (a repeat of this one), though this ticket still owes its report.
+    worked = not ticket.closed and ticket.state is not tickets.TicketState.RESOLVED
+    row.open_key = key_text(ticket.fault) if worked else None
     row.response_deadline_ms = ticket.clocks.response.due_at
     row.resolution_deadline_ms = ticket.clocks.resolution.due_at

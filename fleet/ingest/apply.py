@@ -15,20 +15,26 @@ the node is asked for a rebirth, which brings it back online.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, selectinload
 
 from fleet.alarms import service as alarms
+from fleet.commands import command_name
 from fleet.faults import rules, store
 from fleet.faults.rules import FaultRulesConfig
 from fleet.faults.sla import SlaPolicy
 from fleet.ingest.visits import VisitResult, apply_visit
+from fleet.inspections import service as inspections
+from fleet.inspections.errors import UnknownNode
 from fleet.inventory.models import Camera, Controller, Node, Site
 from fleet.tsdb import NodeReading
 from protocols import messages as m
 from protocols.session import NodeSession, Verdict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +97,19 @@ def apply(
 
 
 def _record(session: Session, node: Node, message: m.Message, received_ms: int) -> VisitResult | None:
-    """A bell alarm or a site visit of the node into the database (other messages: nothing)."""
+    """A bell alarm, a site visit or a self-test result of the node into the database (other
+    messages: nothing)."""
     if isinstance(message, m.BellAlarm):
         alarms.record(session, node.node_id, message, received_ms)
     elif isinstance(message, m.SiteVisit):
         return apply_visit(session, node.node_id, node.node_key, message, received_ms=received_ms)
+    elif isinstance(message, m.CommandResult) and command_name(message.command_id) == "self-test":
+        try:
+            inspections.record_self_test(session, node.node_id, message, received_ms)
+        except UnknownNode as error:
+            log.warning(
+                "fleet ingest: self-test result of %s not filed as an inspection: %s", node.node_id, error
+            )
     return None
 
 

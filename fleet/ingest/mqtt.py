@@ -41,7 +41,7 @@ from fleet.ingest.visits import VisitResult
 from fleet.tsdb import NodeReading, TimeSeriesError, TimeSeriesWriter
 from protocols import messages as m
 from protocols.errors import ContractError
-from protocols.topics import Kind, fleet_subscription, host_state_topic, node_topic, parse_topic
+from protocols.topics import ROUTES, Kind, fleet_subscription, host_state_topic, node_topic, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,14 @@ class Ingest:
         self._consumer.join(timeout=30)
         self._client.disconnect()
         self._client.loop_stop()
+
+    def send(self, node_id: str, message: m.Message) -> None:
+        """Publish a message down to one node (the API's alarm acknowledgements and commands),
+        with its kind's QoS. paho queues it while the broker is away; it goes out on reconnect."""
+        kind = m.kind_of(message)
+        info = self._client.publish(node_topic(node_id, kind), m.encode(message), qos=ROUTES[kind].qos)
+        if info.rc == paho.MQTT_ERR_QUEUE_SIZE:
+            raise ConnectionError(f"the MQTT queue to the broker is full; {kind} to {node_id} not sent")
 
     def idle(self) -> bool:
         return self._queue.empty() and not self._busy

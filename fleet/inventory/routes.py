@@ -5,7 +5,6 @@ while nodes come and go, and filter on the columns an operator sorts a fleet by.
 
 from __future__ import annotations
 
-import uuid
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -17,6 +16,7 @@ from fleet.access.roles import Permission
 from fleet.access.tokens import Principal
 from fleet.api.deps import Audit, DbSession, Nodes, NowMs, PathId, require
 from fleet.api.errors import ApiError, not_found
+from fleet.commands import new_command_id
 from fleet.faults.store import FaultTicketRow
 from fleet.inventory.csv_import import CsvImportError, import_sites
 from fleet.inventory.models import Camera, CameraPurpose, Controller, Node, Site, SiteTag
@@ -304,7 +304,7 @@ def send_command(
     """Queued to the node over MQTT (QoS 1); its result comes back as a `result` message."""
     if db.scalars(sa.select(Node.id).where(Node.node_id == node_id)).one_or_none() is None:
         raise not_found("node", node_id)
-    command_id = uuid.uuid4().hex[:16]
+    command_id = new_command_id(body.name)
     draft = m.Command(
         ts=now,
         command_id=command_id,

@@ -264,3 +264,58 @@ def test_two_workers_on_a_shared_subscription_open_exactly_one_ticket(postgres_u
     # original overtaken by a later seq counts as one too).
     assert sum(w.counters.applied for w in workers) == 401
     assert sum(w.counters.duplicates for w in workers) >= 200
+
+
+def test_a_fault_back_soon_after_its_fix_opens_a_repeat_ticket(fleet_engine: sa.Engine) -> None:
+    first = open_door_ticket(fleet_engine)
+    with Session(fleet_engine) as session, session.begin():
+        store.apply_step(
+            session,
+            first,
+            Action.ARRIVE,
+            at=T0 + HOUR,
+            by="tech-0193",
+            verification=Verification.SELF_REPORTED,
+        )
+        store.apply_step(
+            session,
+            first,
+            Action.RESOLVE,
+            at=T0 + 2 * HOUR,
+            by="tech-0193",
+            verification=Verification.SELF_REPORTED,
+        )
+    (row,) = tickets(fleet_engine)
+    # Fixed: the fault key is free for a new fault, but the ticket still owes its report.
+    assert (row.state, row.open_key) == ("resolved", None)
+    with Session(fleet_engine) as session:
+        assert [r.ticket_id for r in store.open_tickets(session)] == [first]
+
+    # The door closes, stays closed past the clear debounce (300 s), then opens again 10 h
+    # after the fix: inside the 72 h repeat window.
+    observe(fleet_engine, Observation(DOOR, raised=False, at=T0 + 3 * HOUR))
+    with Session(fleet_engine) as session, session.begin():
+        store.settle_due(session, T0 + 3 * HOUR + 300_000, config=RULES, policy=POLICY)
+    (again,) = observe(fleet_engine, Observation(DOOR, raised=True, at=T0 + 12 * HOUR, severity="minor"))
+    assert again.verdict is Verdict.OPEN
+    repeat = tickets(fleet_engine)[1]
+    assert (repeat.ticket_id, repeat.ticket().repeat_of) == (again.ticket_id, first)
+    assert repeat.response_deadline_ms == T0 + 12 * HOUR + 2 * HOUR  # fresh clocks
+
+    # Fixed again, and back only after the window (72 h + 1 ms after the fix): a new fault.
+    with Session(fleet_engine) as session, session.begin():
+        for action, at in ((Action.ARRIVE, 13 * HOUR), (Action.RESOLVE, 14 * HOUR)):
+            store.apply_step(
+                session,
+                repeat.ticket_id,
+                action,
+                at=T0 + at,
+                by="tech-0193",
+                verification=Verification.SELF_REPORTED,
+            )
+    observe(fleet_engine, Observation(DOOR, raised=False, at=T0 + 15 * HOUR))
+    with Session(fleet_engine) as session, session.begin():
+        store.settle_due(session, T0 + 15 * HOUR + 300_000, config=RULES, policy=POLICY)
+    (late,) = observe(fleet_engine, Observation(DOOR, raised=True, at=T0 + 86 * HOUR + 1, severity="minor"))
+    assert tickets(fleet_engine)[2].ticket().repeat_of is None
+    assert late.ticket_id == tickets(fleet_engine)[2].ticket_id

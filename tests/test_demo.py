@@ -45,7 +45,12 @@ def test_demo_command_runs_from_the_installed_script(micropython: Path) -> None:
     assert "watchpost/v1/node/pole-0412/up/alarm" in result.stdout
     # Part two: the real firmware, agent and broker.
     assert "pole controller: the real firmware on the simulated device" in result.stdout
-    assert "site visit signed by the node: verified" in result.stdout
+    # The fleet manager (ingest and API): the operator sees and acknowledges the alarm, a
+    # ticket runs from the forced door to the report, the check-in verified by the node.
+    assert "operator   sees the bell alarm" in result.stdout
+    assert "check-in node-verified by the node's signature: ticket on site" in result.stdout
+    assert "door fault ticket: reported, check-in node-verified: True" in result.stdout
+    assert "fleet -> node  alarm-ack" in result.stdout
     assert "MQTT kinds the node sent: alarm, birth, death, event, video, visit" in result.stdout
 
 

@@ -50,11 +50,13 @@ def demo(duration: float, loss: float, seed: int, broker: str | None, link_only:
         click.echo(f"part two stopped: {error}", err=True)
         sys.exit(1)
     click.echo("")
-    click.echo(
-        f"bell press to alarm at the fleet: {pole.alarm_ms:.0f} ms; lamp {'ON' if pole.lamp_lit else 'off'}"
-    )
+    lamp = "ON" if pole.lamp_lit else "off"
+    click.echo(f"bell press to the operator's screen: {pole.alarm_ms:.0f} ms; lamp {lamp}")
     click.echo(f"MQTT kinds the node sent: {', '.join(pole.kinds)}")
-    if not (pole.lamp_lit and pole.visit_verified):
+    click.echo(
+        f"door fault ticket: {pole.ticket.get('state', '?')}, check-in node-verified: {pole.visit_verified}"
+    )
+    if not (pole.lamp_lit and pole.visit_verified and pole.ticket.get("state") == "reported"):
         sys.exit(1)
 
 

@@ -5,10 +5,9 @@ Everything the pole runs is the real thing: the pole controller firmware on the 
 edge agent as it runs on the Pi, an embedded Mosquitto of the demo's own on a free loopback port
 (or the broker given with --broker). The demo plays the citizen (presses the bell), the camera
 NVR (pushes recording segments), the control-centre operator (acknowledges the alarm) and the
-technician (checks in with the node's diagnostics). It prints what crosses MQTT.
-
-The fleet manager joins here when it is built; until then the operator is this module, and it is
-the one place outside edge/uplink that speaks MQTT (through paho, as the fleet's ingest will).
+technician (checks in with the node's diagnostics). The fleet manager is real too (its ingest
+and REST API, on SQLite: watchpost.demo_fleet): the operator and the technician work it through
+the API. `MqttTap` prints what crosses MQTT: it only listens.
 """
 
 from __future__ import annotations
@@ -32,9 +31,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.agent import Agent
 from edge.config import parse_config
 from protocols import messages as m
-from protocols.topics import Kind, node_topic, parse_topic
-from protocols.visits import public_key_from_text, verify_visit
+from protocols.topics import ROUTES, Direction, Kind, parse_topic
 from watchpost.broker import MosquittoBroker, free_port
+from watchpost.demo_fleet import DemoFleet
 from watchpost.sim.controls import SimulatedInputs
 from watchpost.sim.pole import micropython_available, simulated_pole
 
@@ -44,16 +43,17 @@ PIN = "482916"
 
 @dataclass
 class PoleReport:
-    alarm_ms: float | None = None  # bell press -> alarm at the fleet
+    alarm_ms: float | None = None  # bell press -> the alarm in the fleet's API
     lamp_lit: bool = False
+    ticket: dict[str, Any] = field(default_factory=dict)  # the door fault's ticket, at the end
     kinds: list[str] = field(default_factory=list)
     bookmarked: int = 0
     visit_verified: bool = False
     wiring: str = ""
 
 
-class FleetConsole:
-    """The operator's side of MQTT: prints what the node sends, sends acknowledgements."""
+class MqttTap:
+    """Listens to the node's MQTT topics and prints what crosses them, for the story."""
 
     def __init__(self, host: str, port: int, out: Callable[[str], None], started: float) -> None:
         self.out = out
@@ -63,13 +63,13 @@ class FleetConsole:
         self.changed = threading.Condition()
         self._client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2)
         self._subscribed = threading.Event()
-        self._client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"watchpost/v1/node/{NODE}/up/#", qos=1)
+        self._client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"watchpost/v1/node/{NODE}/#", qos=1)
         self._client.on_subscribe = lambda c, u, mid, rc, p: self._subscribed.set()
         self._client.on_message = self._on_message
         self._client.connect(host, port)
         self._client.loop_start()
         if not self._subscribed.wait(10):
-            raise RuntimeError("the fleet console could not subscribe")
+            raise RuntimeError("the MQTT tap could not subscribe")
 
     def _on_message(self, client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
         topic = parse_topic(message.topic)
@@ -80,8 +80,12 @@ class FleetConsole:
             self.out(f"{self.stamp()}  fleet      rejected a {topic.kind} payload: {decoded}")
             return
         body = json.loads(message.payload)
+        up = ROUTES[topic.kind].direction is Direction.UP
         if topic.kind is not Kind.TELEMETRY:
-            self.out(f"{self.stamp()}  fleet      <- {topic.kind.value:<9} {_summary(body)}")
+            arrow = "node -> fleet" if up else "fleet -> node"
+            self.out(f"{self.stamp()}  mqtt       {arrow}  {topic.kind.value:<9} {_summary(body)}")
+        if not up:
+            return
         with self.changed:
             self.arrived.setdefault(topic.kind.value, time.monotonic())
             self.messages.append((topic.kind.value, body))
@@ -102,11 +106,6 @@ class FleetConsole:
                     raise TimeoutError(f"no {kind} from the node within 20 s")
                 self.changed.wait(left)
 
-    def acknowledge(self, alarm_id: str) -> None:
-        ack = m.AlarmAck(ts=time.time_ns() // 1_000_000, alarm_id=alarm_id, operator="operator.kim")
-        self.out(f"{self.stamp()}  operator   acknowledges {alarm_id}")
-        self._client.publish(node_topic(NODE, Kind.ALARM_ACK), m.encode(ack), qos=1).wait_for_publish(10)
-
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
@@ -122,7 +121,6 @@ def _summary(body: dict[str, Any]) -> str:
         "detail",
         "action",
         "technician",
-        "historical",
     )
     parts = [f"{k}={body[k]}" for k in keep if body.get(k) is not None and body[k] != ""]
     if body.get("historical") is True:
@@ -207,21 +205,27 @@ probe = "tcp"
 {pole}
 """
         started = time.monotonic()
-        fleet = FleetConsole(host, port, out, started)
-        stack.callback(fleet.close)
-        asyncio.run(_scenario(config, fleet, report=report, http_port=http_port, work=work))
+        tap = MqttTap(host, port, out, started)
+        stack.callback(tap.close)
+        fleet = stack.enter_context(DemoFleet(host, port, work))
+        out(f"fleet manager: ingest and REST API on {fleet.api.url if fleet.api else '?'} (SQLite)")
+        asyncio.run(_scenario(config, tap, fleet, report=report, http_port=http_port, work=work))
     return report
 
 
 async def _scenario(
-    config: str, fleet: FleetConsole, *, report: PoleReport, http_port: int, work: Path
+    config: str, tap: MqttTap, fleet: DemoFleet, *, report: PoleReport, http_port: int, work: Path
 ) -> None:
     def say(who: str, text: str) -> None:
-        fleet.out(f"{fleet.stamp()}  {who:<10} {text}")
+        tap.out(f"{tap.stamp()}  {who:<10} {text}")
+
+    def api(call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return asyncio.to_thread(call, *args, **kwargs)
 
     base = f"http://127.0.0.1:{http_port}"
     async with _agent(config) as agent:
-        await asyncio.to_thread(fleet.wait_for, "birth")
+        node = await api(fleet.until, f"/nodes/{NODE}", lambda n: n if n["online"] else None)
+        say("fleet", f"{NODE} is online at {node['site_id']} (agent {node['agent_version']})")
         now = time.time_ns() // 1_000_000
         segment = {
             "record": "segment",
@@ -236,43 +240,75 @@ async def _scenario(
             "bitrate_kbps": 7500.0,
         }
         say("nvr", "pushes a 10 s recording segment of cam-north")
-        await asyncio.to_thread(_post, f"{base}/api/v1/video-metadata", segment)
+        await api(_post, f"{base}/api/v1/video-metadata", segment)
 
+        # The citizen's call: from the button to the operator's screen, then the lamp.
         say("citizen", "presses the emergency call bell")
         pressed = time.monotonic()
         await _press(agent, work)
-        alarm = await asyncio.to_thread(fleet.wait_for, "alarm")
-        report.alarm_ms = (fleet.arrived["alarm"] - pressed) * 1000
-        say("fleet", f"the alarm reached the centre {report.alarm_ms:.0f} ms after the press")
-        await asyncio.to_thread(
-            fleet.wait_for, "video", lambda b: any(r.get("bookmarks") for r in b["records"])
-        )
+        latched = await api(fleet.until, "/alarms?latched=true", lambda page: page["items"])
+        report.alarm_ms = (time.monotonic() - pressed) * 1000
+        alarm = latched[0]
+        say("operator", f"sees the bell alarm {report.alarm_ms:.0f} ms after the press")
+        await api(fleet.post, f"/alarms/{alarm['alarm_id']}/shown")
+        await api(tap.wait_for, "video", lambda b: any(r.get("bookmarks") for r in b["records"]))
         report.bookmarked += 1
         say("edge", "footage around the press is bookmarked with the alarm's id")
-
-        await asyncio.to_thread(fleet.acknowledge, alarm["alarm_id"])
+        acked = await api(fleet.post, f"/alarms/{alarm['alarm_id']}/acknowledge", {"lamp": True})
+        say(
+            "operator",
+            f"acknowledges it (press to acknowledgement {acked['timeline']['press_to_ack_ms']} ms)",
+        )
         report.lamp_lit = await _lamp_lit(agent)
         say(
             "pole",
             '"call received" lamp ON: the citizen sees help is coming' if report.lamp_lit else "lamp off?",
         )
 
-        token = (await asyncio.to_thread(_post, f"{base}/diag/api/login", {"pin": PIN}))["token"]
-        say("technician", "arrives, logs in to the node's diagnostics, checks in for the fault")
-        await asyncio.to_thread(
+        # A fault: the cabinet door is forced. A ticket opens with its 2-hour response clock.
+        say("vandal", "forces the cabinet door open")
+        await _door(agent, work, open_=True)
+        ticket = await api(
+            fleet.until, f"/faults?node={NODE}", lambda page: page["items"][0] if page["items"] else None
+        )
+        budget_min = (ticket["response_deadline_ms"] - ticket["opened_at_ms"]) // 60_000
+        fault = f"{ticket['kind']} on {ticket['component']}, {ticket['severity']}"
+        say("fleet", f"ticket {ticket['ticket_id']} opened ({fault}): on site within {budget_min} min")
+        await api(fleet.post, f"/faults/{ticket['ticket_id']}/acknowledge")
+        await api(fleet.post, f"/faults/{ticket['ticket_id']}/dispatch", {"technician": "tech-0193"})
+        say("operator", "acknowledges the ticket and dispatches tech-0193")
+
+        # The technician at the pole: the node signs the check-in, the fleet verifies it.
+        token = (await api(_post, f"{base}/diag/api/login", {"pin": PIN}))["token"]
+        say("technician", "arrives, logs in to the node's diagnostics, checks in for the ticket")
+        await api(
             _post,
             f"{base}/diag/api/visits",
-            {"action": "check-in", "technician": "tech-0193", "fault_id": "fault-0731"},
+            {"action": "check-in", "technician": "tech-0193", "fault_id": ticket["ticket_id"]},
             token,
         )
-        visit = await asyncio.to_thread(fleet.wait_for, "visit")
-        birth = await asyncio.to_thread(fleet.wait_for, "birth")
-        report.visit_verified = _verify(visit, birth["node_key"])
+        on_site = await api(
+            fleet.until,
+            f"/faults/{ticket['ticket_id']}",
+            lambda t: t if t["state"] == "on_site" else None,
+        )
+        arrival = on_site["steps"][-1]
+        report.visit_verified = arrival["verification"] == "node-verified"
+        say("fleet", f"check-in {arrival['verification']} by the node's signature: ticket on site")
+        await _door(agent, work, open_=False)
+        say("technician", "replaces the lock, closes the door, resolves and reports on the phone")
+        url = f"/faults/{ticket['ticket_id']}"
+        await api(fleet.post, f"{url}/resolve", {"note": "lock forced; replaced"}, who="tech-0193")
+        report.ticket = await api(
+            fleet.post, f"{url}/report", {"note": "lock replaced, door switch tested"}, who="tech-0193"
+        )
+        response = next(c for c in report.ticket["clocks"] if c["clock"] == "response")
         say(
             "fleet",
-            f"site visit signed by the node: {'verified' if report.visit_verified else 'NOT verified'}",
+            f"ticket {report.ticket['state']}: response clock {response['state']}"
+            f" ({response['remaining_ms'] // 60_000} min to spare)",
         )
-    report.kinds = sorted({kind for kind, _ in fleet.messages})
+    report.kinds = sorted({kind for kind, _ in tap.messages})
 
 
 async def _press(agent: Agent, work: Path) -> None:
@@ -285,6 +321,17 @@ async def _press(agent: Agent, work: Path) -> None:
     inputs.press_bell()
     await asyncio.sleep(0.15)
     inputs.release_bell()
+
+
+async def _door(agent: Agent, work: Path, *, open_: bool) -> None:
+    if agent.gpio_wiring is not None:
+        agent.gpio_wiring.set_door(open=open_)
+        return
+    inputs = SimulatedInputs(work / "pole")
+    if open_:
+        inputs.open_door()
+    else:
+        inputs.close_door()
 
 
 async def _lamp_lit(agent: Agent) -> bool:
@@ -300,9 +347,3 @@ async def _lamp_lit(agent: Agent) -> bool:
                         return True
                 await asyncio.sleep(0.1)
     return False
-
-
-def _verify(visit: dict[str, Any], node_key: str) -> bool:
-    decoded = m.decode(Kind.VISIT, json.dumps(visit).encode())
-    key = public_key_from_text(node_key)
-    return isinstance(decoded, m.SiteVisit) and key is not None and verify_visit(NODE, decoded, key)

@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from sqlalchemy.orm import Session
 
 from fleet.access import tokens
 from fleet.access.roles import Role
 from fleet.api.app import create_app
 from protocols import messages as m
+from watchpost.apiserver import ApiServer
 
 T0 = 1_764_000_000_000  # 2025-11-24 16:00 UTC
 
@@ -123,27 +121,12 @@ class Api:
         return Client(self.port, None)
 
 
-def serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        threading.Event().wait(0.01)
-    return server, thread, port
+def serve(app: Any) -> ApiServer:
+    return ApiServer(app)
 
 
 @pytest.fixture
 def api(fleet_engine: sa.Engine) -> Iterator[Api]:
     clock, nodes = TestClock(), SentToNodes()
-    app = create_app(fleet_engine, clock_ms=clock, node_link=nodes)
-    server, thread, port = serve(app)
-    try:
-        yield Api(fleet_engine, port, clock, nodes)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with ApiServer(create_app(fleet_engine, clock_ms=clock, node_link=nodes)) as server:
+        yield Api(fleet_engine, server.port, clock, nodes)

@@ -120,13 +120,9 @@ def test_a_restart_of_the_fleet_mid_ticket_changes_no_deadline(api: Api) -> None
 
     # A new process on the same database, three hours later by its own clock.
     api.clock.now = T0 + 220 * MINUTE_MS
-    server, thread, port = serve(create_app(api.engine, clock_ms=api.clock))
-    try:
-        operator.port = port
+    with serve(create_app(api.engine, clock_ms=api.clock)) as restarted:
+        operator.port = restarted.port
         after = operator.get(url).body
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     keys = ("response_deadline_ms", "resolution_deadline_ms", "report_deadline_ms", "pauses", "steps")
     assert {k: after[k] for k in keys} == {k: before[k] for k in keys}
     assert after["resolution_deadline_ms"] == T0 + 8 * HOUR_MS + 30 * MINUTE_MS  # minor: 8 h + 30 min paused

@@ -1,0 +1,49 @@
+"""The fleet's API served by uvicorn in a thread of this process, on a free loopback port: for
+the demo, the benchmarks and the tests (production runs `watchpost fleet serve`)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from types import TracebackType
+from typing import Any, Self
+
+import uvicorn
+
+
+class ApiServer:
+    """`with ApiServer(app) as server:` then call `http://127.0.0.1:{server.port}`."""
+
+    def __init__(self, app: Any, *, timeout: float = 30.0) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.port = 0
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="fleet-api", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + self.timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the fleet API did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)

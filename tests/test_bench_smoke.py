@@ -224,3 +224,29 @@ def test_fleet_ingest_prints_its_rate_beside_mosquitto_sub_and_the_target() -> N
     )
     assert "target ≥ 10000 msg/s" in output
     assert "rebirths  0 asked" in output  # every telemetry message found its node's session
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_fleet_api_prints_death_to_fault_and_node_listing_latencies_beside_references() -> None:
+    output = run_quick("fleet_api.py")
+    assert_header(output)
+    latencies = latencies_of(output)
+    for label in (
+        "death published -> offline fault in GET /api/v1/faults",
+        "reference: the same deaths delivered to mosquitto_sub (QoS 1)",
+        "GET /api/v1/nodes, every node in one page, keep-alive",
+        "reference: the route's own SQL alone, psycopg",
+    ):
+        p50, p99, unit = latencies[label]
+        assert unit == "ms", label
+        assert 0 < p50 <= p99, label
+    assert "offline debounce set to 0 s" in output  # the figure is the pipeline, not the debounce
+    assert "target p99 <= 1000 ms" in output
+    for breakdown in (
+        "publish -> the fleet's MQTT thread has the death",
+        "list_nodes() called in-process",
+        "GET /api/v1/health",
+    ):
+        assert breakdown in output
+    assert re.search(r"^  listing\s+300 nodes \(30 offline, 45 with open faults\)", output, re.MULTILINE)

@@ -40,6 +40,33 @@ class BrokerTls:
     require_certificate: bool = False
 
 
+def acl_rules(*, fleet_user: str = "fleet") -> str:
+    """Mosquitto `acl_file` text confining every client to its part of the topic namespace
+    (protocols.topics): an edge node, logged in with its node id as user name, writes only its
+    own up/ (its will, the death, included) and reads only its own down/ and the fleet's host
+    state; `fleet_user` reads every node's up/, writes every node's down/ and its host state.
+    deploy/mosquitto/acl is this text for fleet user "fleet"."""
+    return "\n".join(
+        [
+            "# watchpost: who may publish and subscribe where (Mosquitto acl_file).",
+            "# Made by watchpost.broker.acl_rules(); pair it with a password_file (or client",
+            "# certificates and use_identity_as_username) so a node cannot pick its user name.",
+            "",
+            "# Edge nodes: the user name is the node id.",
+            "pattern write watchpost/v1/node/%u/up/#",
+            "pattern read watchpost/v1/node/%u/down/#",
+            "pattern read watchpost/v1/host/+/state",
+            "",
+            "# The fleet manager (every worker of it).",
+            f"user {fleet_user}",
+            "topic read watchpost/v1/node/+/up/#",
+            "topic write watchpost/v1/node/+/down/#",
+            "topic readwrite watchpost/v1/host/+/state",
+            "",
+        ]
+    )
+
+
 @dataclass(kw_only=True)
 class MosquittoBroker(ServerProcess):
     """`with MosquittoBroker() as broker:` runs one broker on `broker.port` until the block ends.
@@ -49,6 +76,10 @@ class MosquittoBroker(ServerProcess):
 
     port: int = field(default_factory=free_port)
     password_file: Path | None = None  # made with mosquitto_passwd; None: anonymous clients
+    # Confine each client to its own topics (acl_rules); needs user names, so a password file
+    # or client certificates.
+    acl: bool = False
+    fleet_user: str = "fleet"  # with `acl`: the fleet manager's user name
     # Keep sessions and queued messages across a clean stop()/start(), as a production broker does.
     persistent: bool = False
     tls: BrokerTls | None = None
@@ -57,6 +88,14 @@ class MosquittoBroker(ServerProcess):
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _tmp: tempfile.TemporaryDirectory[str] | None = field(default=None, init=False)
 
+    def __post_init__(self) -> None:
+        named = self.password_file is not None or (self.tls is not None and self.tls.require_certificate)
+        if self.acl and not named:
+            raise ValueError(
+                "acl=True needs clients with user names: give a password_file, or a tls listener "
+                "with require_certificate"
+            )
+
     @property
     def host(self) -> str:
         return "127.0.0.1"
@@ -64,6 +103,10 @@ class MosquittoBroker(ServerProcess):
     @property
     def log_file(self) -> Path:
         return self._dir / "mosquitto.log"
+
+    @property
+    def acl_file(self) -> Path:
+        return self._dir / "acl"
 
     @property
     def _dir(self) -> Path:
@@ -103,6 +146,8 @@ class MosquittoBroker(ServerProcess):
             ]
             if self.tls.require_certificate and self.password_file is None:
                 lines.append("use_identity_as_username true")
+        if self.acl:
+            lines.append(f"acl_file {self.acl_file}")
         return "\n".join(lines) + "\n"
 
     def start(self, *, timeout: float = 10.0) -> None:
@@ -115,6 +160,9 @@ class MosquittoBroker(ServerProcess):
             )
         conf = self._dir / "mosquitto.conf"
         conf.write_text(self.config())
+        if self.acl:
+            self.acl_file.write_text(acl_rules(fleet_user=self.fleet_user))
+            self.acl_file.chmod(0o600)  # mosquitto warns about (and will refuse) readable ones
         command = dying_with_parent([binary, "-c", str(conf)])
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout

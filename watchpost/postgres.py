@@ -2,6 +2,9 @@
 the fleet manager. It is the real server (Debian package `postgresql`) in a fresh data
 directory made by `initdb`; nothing is shared with a server already running on the machine.
 
+`stop(keep_data=True)` then `start()` again is a database outage and its end: the same
+databases come back on the same port.
+
 PostgreSQL refuses to run as root, so as root the cluster runs as the `postgres` user that the
 Debian package creates (through util-linux `runuser`).
 """
@@ -53,25 +56,14 @@ class PostgresCluster(ServerProcess):
         return [runuser, "-u", "postgres", "--", *command]
 
     def start(self, *, timeout: float = 30.0) -> None:
+        """Make the cluster (initdb) and run its server; after `stop(keep_data=True)`, run the
+        server again on the data it had."""
+        if self._process is not None:
+            raise PostgresError("the server is already running")
         binaries = _bin_dir()
-        self._tmp = tempfile.TemporaryDirectory(prefix="watchpost-postgres-")
-        self._dir = Path(self._tmp.name)
+        if self._tmp is None:
+            self._init(binaries)
         data, sockets = self._dir / "data", self._dir / "run"
-        sockets.mkdir()
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam("postgres")
-            for path in (self._dir, sockets):
-                os.chown(path, owner.pw_uid, owner.pw_gid)
-        init = subprocess.run(
-            self._as_server_user(
-                [str(binaries / "initdb"), "-D", str(data), "-U", self.user, "--auth=trust", "-E", "UTF8"]
-            ),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if init.returncode != 0:
-            raise PostgresError(f"initdb failed: {init.stderr.strip()[-500:]}")
         command = [
             str(binaries / "postgres"),
             "-D",
@@ -93,7 +85,7 @@ class PostgresCluster(ServerProcess):
             "max_connections=100",
         ]
         command = dying_with_parent(command)
-        log = open(self._dir / "postgres.log", "wb")  # noqa: SIM115 - held for the server's life
+        log = open(self._dir / "postgres.log", "ab")  # noqa: SIM115 - held for the server's life
         self._process = subprocess.Popen(self._as_server_user(command), stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout
@@ -112,6 +104,35 @@ class PostgresCluster(ServerProcess):
         self.stop()
         raise PostgresError(f"postgres was not ready within {timeout} s: {self._log_tail()}")
 
+    def _init(self, binaries: Path) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="watchpost-postgres-")
+        self._dir = Path(self._tmp.name)
+        sockets = self._dir / "run"
+        sockets.mkdir()
+        if os.geteuid() == 0:
+            owner = pwd.getpwnam("postgres")
+            for path in (self._dir, sockets):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        init = subprocess.run(
+            self._as_server_user(
+                [
+                    str(binaries / "initdb"),
+                    "-D",
+                    str(self._dir / "data"),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if init.returncode != 0:
+            raise PostgresError(f"initdb failed: {init.stderr.strip()[-500:]}")
+
     def url(self, database: str = "postgres", *, driver: str = "postgresql+psycopg") -> str:
         return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
 
@@ -129,12 +150,37 @@ class PostgresCluster(ServerProcess):
         except OSError:
             return ""
 
-    def stop(self) -> None:
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Stop the server and remove its data; with `keep_data`, stop it as an outage would
+        (connections dropped at once) and keep data and port for `start()`."""
         process, self._process = self._process, None
+        if keep_data:
+            if process is not None:
+                self._fast_shutdown(process)
+            return
         stop(process)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+    def _fast_shutdown(self, process: subprocess.Popen[bytes]) -> None:
+        # pg_ctl signals the postmaster itself (SIGINT, "fast"): open sessions are ended rather
+        # than waited for, and as root the signal need not pass through runuser.
+        pg_ctl = str(_bin_dir() / "pg_ctl")
+        done = subprocess.run(
+            self._as_server_user([pg_ctl, "stop", "-D", str(self._dir / "data"), "-m", "fast", "-w"]),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            stop(process)
+            raise PostgresError(f"pg_ctl stop failed: {done.stderr.strip()[-500:]} {self._log_tail()}")
+        process.wait(timeout=30)
 
     def close(self) -> None:
         self.stop()

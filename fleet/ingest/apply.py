@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from fleet.alarms import service as alarms
@@ -29,7 +30,7 @@ from fleet.faults.sla import SlaPolicy
 from fleet.ingest.visits import VisitResult, apply_visit
 from fleet.inspections import service as inspections
 from fleet.inspections.errors import UnknownNode
-from fleet.inventory.models import Camera, Controller, Node, Site
+from fleet.inventory.models import Camera, Controller, Node, Site, StorageDevice
 from fleet.tsdb import NodeReading
 from protocols import messages as m
 from protocols.session import NodeSession, Verdict
@@ -173,9 +174,9 @@ def apply_telemetry(
     in order, so every node's state here is the one the telemetry arrived in."""
     node_ids = sorted({node_id for node_id, _, _ in readings})
     known = {
-        node_id: (online, site_id)
-        for node_id, online, site_id in session.execute(
-            sa.select(Node.node_id, Node.online, Site.site_id)
+        node_id: (node_pk, online, site_id)
+        for node_id, node_pk, online, site_id in session.execute(
+            sa.select(Node.node_id, Node.id, Node.online, Site.site_id)
             .join(Site, Node.site_pk == Site.id, isouter=True)
             .where(Node.node_id.in_(node_ids))
         )
@@ -183,14 +184,19 @@ def apply_telemetry(
     accepted: list[NodeReading] = []
     rebirth: list[str] = []
     seen: dict[str, int] = {}
+    storage: dict[tuple[int, str], m.StorageHealth] = {}  # the latest report of each device
     for node_id, message, received_ms in readings:
-        online, site_id = known.get(node_id, (False, None))
+        node_pk, online, site_id = known.get(node_id, (0, False, None))
         if not online:
             rebirth.append(node_id)
             continue
         seen[node_id] = max(seen.get(node_id, 0), received_ms)
+        for device in message.readings.storage:
+            storage[(node_pk, device.device)] = device
         if site_id is not None:
             accepted.append(NodeReading(node_id, site_id, message))
+    if storage:
+        _store_devices(session, storage)
     if seen:
         # Core UPDATE, executemany: one statement for the batch (not the ORM's by-primary-key).
         statement = (
@@ -200,3 +206,30 @@ def apply_telemetry(
         )
         session.connection().execute(statement, [{"b_node": n, "b_seen": at} for n, at in seen.items()])
     return accepted, rebirth
+
+
+def _store_devices(session: Session, devices: dict[tuple[int, str], m.StorageHealth]) -> None:
+    """The inventory's storage devices as the nodes last reported them: one upsert per batch."""
+    rows = [
+        {
+            "node_pk": node_pk,
+            "device": device,
+            "health": h.health,
+            "wear_pct": h.wear_pct,
+            "free_bytes": h.free_bytes,
+            "read_only": h.read_only,
+        }
+        for (node_pk, device), h in sorted(devices.items())
+    ]
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(StorageDevice)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["node_pk", "device"],
+            set_={
+                column: statement.excluded[column]
+                for column in ("health", "wear_pct", "free_bytes", "read_only")
+            },
+        ),
+        rows,
+    )

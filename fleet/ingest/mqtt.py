@@ -6,8 +6,9 @@ thread takes them in batches, applies a batch in one database transaction (fleet
 writes its telemetry, and only then acknowledges the batch's QoS 1 messages (paho's manual
 acks). A message that is not yet in the database is not acknowledged: if the fleet dies, the
 broker (persistent session) sends it again. A database outage stops the consumer with backoff;
-nothing queued is dropped. Malformed messages are counted by reason and acknowledged (sending
-them again would not fix them).
+nothing queued is dropped, and a batch is counted once, when it is in. Malformed, oversized
+and misdirected messages are counted by reason, logged at most once a minute per reason, and
+acknowledged (sending them again would not fix them).
 
 Once a second (`settle_every_s`) the consumer lets time pass: nodes silent for the heartbeat
 timeout go offline (fleet.ingest.liveness) and debounced faults whose wait is over open or
@@ -40,8 +41,16 @@ from fleet.ingest.liveness import expire_silent
 from fleet.ingest.visits import VisitResult
 from fleet.tsdb import NodeReading, TimeSeriesError, TimeSeriesWriter
 from protocols import messages as m
-from protocols.errors import ContractError
-from protocols.topics import ROUTES, Kind, fleet_subscription, host_state_topic, node_topic, parse_topic
+from protocols.errors import ContractError, TopicError
+from protocols.topics import (
+    ROUTES,
+    Direction,
+    Kind,
+    fleet_subscription,
+    host_state_topic,
+    node_topic,
+    parse_topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,7 @@ class IngestSettings:
     rebirth_every_s: float = 10.0  # ask one node at most this often: its birth is on its way
     settle_every_s: float = 1.0  # let time pass for liveness and debounced faults this often
     log_every_s: float = 60.0  # a repeated warning (a visit refused) is logged at most this often
+    retry_max_s: float = 30.0  # longest wait between attempts while the database is down
     username: str | None = None
     password: str | None = None
 
@@ -71,11 +81,19 @@ class IngestCounters:
     duplicates: int = 0
     gaps: int = 0
     rebirths_asked: int = 0
-    rejected: dict[str, int] = field(default_factory=dict)  # by ContractError reason
+    rejected: dict[str, int] = field(default_factory=dict)  # by ContractError reason, and WrongDirection's
     visits: dict[str, int] = field(default_factory=dict)  # site visits by VisitOutcome
     timed_out: int = 0  # nodes taken offline for silence
     db_failures: int = 0
     tsdb_failures: int = 0
+
+
+class WrongDirection(TopicError):
+    """A node's up/ topic carrying a kind nodes never send (`.../up/command`, `.../up/host-state`):
+    not node data, whoever published it. Counted apart from other bad topics: it is a confused
+    or hostile client, not a garbled one."""
+
+    reason = "wrong-direction"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +116,7 @@ class Ingest:
         tsdb: TimeSeriesWriter | None = None,
         faults: FaultPolicy | None = None,
         clock_ms: Callable[[], int] = wall_ms,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -105,6 +124,7 @@ class Ingest:
         self.faults = faults or FaultPolicy()
         self.counters = IngestCounters()
         self._clock_ms = clock_ms
+        self._monotonic = monotonic  # paces settling, rebirth requests and repeated warnings
         self._queue: queue.Queue[_Received] = queue.Queue()
         self._stop = threading.Event()
         self._busy = False
@@ -185,8 +205,8 @@ class Ingest:
     def _consume(self) -> None:
         next_settle = 0.0
         while not self._stop.is_set() or not self._queue.empty():
-            if time.monotonic() >= next_settle:
-                next_settle = time.monotonic() + self.settings.settle_every_s
+            if self._monotonic() >= next_settle:
+                next_settle = self._monotonic() + self.settings.settle_every_s
                 self._settle()
             try:
                 first = self._queue.get(timeout=0.1)
@@ -199,12 +219,15 @@ class Ingest:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            # Decoded once: a retry after a database outage does not count a message again.
+            decoded = [self._decode(item) for item in batch]
             attempt = 0
-            while not self._process(batch):
+            while not self._process(batch, decoded):
                 attempt += 1
                 if self._stop.is_set():
                     return  # not acknowledged: the broker sends them again to the next fleet
-                time.sleep(random.uniform(0, min(30.0, 0.2 * 2**attempt)))
+                # Woken by stop(): a fleet shutting down during an outage does not sit out the wait.
+                self._stop.wait(random.uniform(0, min(self.settings.retry_max_s, 0.2 * 2**attempt)))
             self._busy = False
 
     def _settle(self) -> None:
@@ -233,10 +256,11 @@ class Ingest:
             self.counters.db_failures += 1
             log.error("fleet ingest: could not settle faults: %s", error)
 
-    def _process(self, batch: list[_Received]) -> bool:
+    def _process(self, batch: list[_Received], decoded: list[tuple[str, m.Message] | None]) -> bool:
         """Apply, write, acknowledge one batch; False when the database failed (retry it all)."""
         readings: list[NodeReading] = []
         rebirths: list[str] = []
+        tally = IngestCounters()  # what this batch did, counted only once it is in the database
         try:
             with Session(self.engine) as session, session.begin():
                 telemetry: list[tuple[str, m.Telemetry, int]] = []
@@ -247,19 +271,18 @@ class Ingest:
                         accepted, asked = apply_telemetry(session, telemetry)
                         readings.extend(accepted)
                         rebirths.extend(asked)
-                        self.counters.applied += len(telemetry)
+                        tally.applied += len(telemetry)
                         telemetry.clear()
 
-                for item in batch:
-                    decoded = self._decode(item)
-                    if decoded is None:
+                for item, one in zip(batch, decoded, strict=True):
+                    if one is None:
                         continue
-                    node_id, message = decoded
+                    node_id, message = one
                     if isinstance(message, m.Telemetry):
                         telemetry.append((node_id, message, item.at_ms))
                         continue
                     flush_telemetry()
-                    applied = self._apply_one(session, node_id, message, item.at_ms)
+                    applied = self._apply_one(session, node_id, message, item.at_ms, tally)
                     if applied.reading is not None:
                         readings.append(applied.reading)
                     if applied.rebirth:
@@ -269,6 +292,7 @@ class Ingest:
             self.counters.db_failures += 1
             log.error("fleet ingest: database unavailable, %d messages wait: %s", len(batch), error)
             return False
+        self._count(tally)
         if readings and self.tsdb is not None:
             try:
                 self.tsdb.write(readings)
@@ -289,29 +313,38 @@ class Ingest:
         self.counters.received += 1
         topic = parse_topic(item.topic)
         if isinstance(topic, ContractError):
-            self._reject(topic)
+            self._reject(item.topic, _wrong_direction(item.topic) or topic)
             return None
         if topic.node_id is None:
             return None  # a host state (ours or another fleet worker's)
         message = m.decode(topic.kind, item.payload)
         if isinstance(message, ContractError):
-            self._reject(message)
+            self._reject(item.topic, message)
             return None
         return topic.node_id, message
 
-    def _apply_one(self, session: Session, node_id: str, message: m.Message, at_ms: int) -> Applied:
+    def _apply_one(
+        self, session: Session, node_id: str, message: m.Message, at_ms: int, tally: IngestCounters
+    ) -> Applied:
         with session.begin_nested():  # one bad message must not undo the batch
             applied = apply(session, node_id, message, at_ms, faults=self.faults)
-        self.counters.applied += 1
-        self.counters.duplicates += applied.verdict == "duplicate"
-        self.counters.gaps += applied.verdict == "gap"
+        tally.applied += 1
+        tally.duplicates += applied.verdict == "duplicate"
+        tally.gaps += applied.verdict == "gap"
         if applied.visit is not None:
-            self._count_visit(node_id, applied.visit)
+            self._count_visit(node_id, applied.visit, tally)
         return applied
 
-    def _count_visit(self, node_id: str, visit: VisitResult) -> None:
+    def _count(self, tally: IngestCounters) -> None:
+        self.counters.applied += tally.applied
+        self.counters.duplicates += tally.duplicates
+        self.counters.gaps += tally.gaps
+        for outcome, n in tally.visits.items():
+            self.counters.visits[outcome] = self.counters.visits.get(outcome, 0) + n
+
+    def _count_visit(self, node_id: str, visit: VisitResult, tally: IngestCounters) -> None:
         outcome = visit.outcome.value
-        self.counters.visits[outcome] = self.counters.visits.get(outcome, 0) + 1
+        tally.visits[outcome] = tally.visits.get(outcome, 0) + 1
         if visit.applied:
             log.info("fleet ingest: site visit %s of %s: %s", visit.visit_id, node_id, outcome)
             return
@@ -328,7 +361,7 @@ class Ingest:
     def _warn_limited(self, key: str, text: str, *args: object) -> None:
         """Log a warning unless one of the same `key` went out within `log_every_s`; the next
         one that does says how many were held back."""
-        now = time.monotonic()
+        now = self._monotonic()
         last, suppressed = self._logged.get(key, (-1e9, 0))
         if now - last < self.settings.log_every_s:
             self._logged[key] = (last, suppressed + 1)
@@ -338,12 +371,19 @@ class Ingest:
             text += f" ({suppressed} more like it not logged)"
         log.warning(text, *args)
 
-    def _reject(self, error: ContractError) -> None:
+    def _reject(self, topic: str, error: ContractError) -> None:
         self.counters.rejected[error.reason] = self.counters.rejected.get(error.reason, 0) + 1
-        log.warning("fleet ingest: message rejected: %s", error)
+        # A broken or hostile node can send thousands a second: one line per reason a while.
+        self._warn_limited(
+            f"rejected/{error.reason}",
+            "fleet ingest: message on %s rejected (%s): %s",
+            topic[:200],
+            error.reason,
+            error,
+        )
 
     def _ask_rebirth(self, node_id: str) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._rebirth_asked.get(node_id, -1e9) < self.settings.rebirth_every_s:
             return  # asked a moment ago; its birth is on its way
         self._rebirth_asked[node_id] = now
@@ -357,3 +397,19 @@ class Ingest:
         )
         self._client.publish(node_topic(node_id, Kind.COMMAND), m.encode(command), qos=1)
         self.counters.rebirths_asked += 1
+
+
+def _wrong_direction(topic: str) -> WrongDirection | None:
+    """The sharper reason for a topic `parse_topic` refused: a valid node's up/ topic naming a
+    kind nodes never send (a command, an alarm-ack, a host state). The fleet's subscription
+    brings only up/ topics, so anything else stays a plain bad topic."""
+    parts = topic.split("/")
+    if len(parts) != 6 or parts[4] != Direction.UP or parts[5] not in Kind.__members__.values():
+        return None
+    if ROUTES[Kind(parts[5])].direction is Direction.UP:
+        return None  # refused for another reason
+    # The same topic with a kind nodes do send must be valid: prefix and node id are right.
+    if isinstance(parse_topic("/".join([*parts[:5], Kind.EVENT])), ContractError):
+        return None
+    sent_up = ", ".join(kind for kind, route in ROUTES.items() if route.direction is Direction.UP)
+    return WrongDirection(f"nodes never send {parts[5]!r}; they send {sent_up}")

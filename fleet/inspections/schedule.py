@@ -24,9 +24,8 @@ from typing import Final, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from fleet.inspections.errors import ScheduleConfigError
+from fleet.inventory.models import SiteClass
 
-SiteClass = Literal["field", "centre"]
-SITE_CLASSES: Final[tuple[SiteClass, ...]] = get_args(SiteClass)
 InspectionKind = Literal["field", "centre", "remote"]
 INSPECTION_KINDS: Final[tuple[InspectionKind, ...]] = get_args(InspectionKind)
 InspectionResult = Literal["pass", "fail", "partial"]

@@ -19,15 +19,13 @@ from fleet.inspections.models import Inspection
 from fleet.inspections.remote import judge_self_test
 from fleet.inspections.schedule import (
     INSPECTION_RESULTS,
-    SITE_CLASSES,
     Due,
     DueState,
     InspectionSchedule,
-    SiteClass,
     due,
     zone,
 )
-from fleet.inventory.models import Node, Site
+from fleet.inventory.models import SITE_CLASSES, Node, Site, SiteClass
 from protocols import messages as m
 
 

@@ -16,10 +16,21 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from fleet.inventory.models import Site, SiteTag
+from fleet.inventory.models import SITE_CLASSES, Site, SiteTag
 from protocols.topics import ID_PATTERN
 
-COLUMNS = ("site_id", "name", "address", "district", "pole_type", "latitude", "longitude", "has_bell", "tags")
+COLUMNS = (
+    "site_id",
+    "name",
+    "address",
+    "district",
+    "pole_type",
+    "latitude",
+    "longitude",
+    "has_bell",
+    "tags",
+    "site_class",
+)
 REQUIRED = ("site_id", "name")
 MAX_ROWS = 20_000
 _ID = re.compile(ID_PATTERN)
@@ -37,6 +48,7 @@ class SiteRow:
     longitude: float | None = None
     has_bell: bool = False
     tags: tuple[str, ...] = ()
+    site_class: str = "field"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,9 @@ def _row(number: int, cells: dict[str, str], problems: list[RowProblem]) -> Site
     for column in ("address", "district", "pole_type"):
         if len(cells.get(column, "")) > (500 if column == "address" else 100):
             problems.append(RowProblem(number, column, "too long"))
+    site_class = cells.get("site_class", "") or "field"
+    if site_class not in SITE_CLASSES:
+        problems.append(RowProblem(number, "site_class", f"{site_class!r}: use {' or '.join(SITE_CLASSES)}"))
     if len(problems) > before:
         return None
     return SiteRow(
@@ -155,6 +170,7 @@ def _row(number: int, cells: dict[str, str], problems: list[RowProblem]) -> Site
         longitude=coordinates["longitude"],
         has_bell=bell in _TRUE,
         tags=tags,
+        site_class=site_class,
     )
 
 
@@ -181,6 +197,7 @@ def import_sites(session: Session, text: str) -> ImportReport:
         site.latitude = row.latitude
         site.longitude = row.longitude
         site.has_bell = row.has_bell
+        site.site_class = row.site_class
         # Keep the tags that stay (a replaced collection would insert before it deletes).
         site.tags = [t for t in site.tags if t.tag in row.tags]
         have = {t.tag for t in site.tags}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Final, Literal, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -15,6 +16,11 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from fleet.db import Base
 
 Ms = sa.BigInteger  # epoch milliseconds, as on the wire
+
+# The contract's site classes: a pole in the street, or the control centre's own equipment.
+# They set inspection schedules (fleet.inspections) and group the monthly report.
+SiteClass = Literal["field", "centre"]
+SITE_CLASSES: Final[tuple[SiteClass, ...]] = get_args(SiteClass)
 
 
 class CameraPurpose(enum.StrEnum):
@@ -39,8 +45,7 @@ class Site(Base):
     latitude: Mapped[float | None] = mapped_column(sa.Float)
     longitude: Mapped[float | None] = mapped_column(sa.Float)
     has_bell: Mapped[bool] = mapped_column(default=False)
-    # The contract's site classes set inspection schedules and group the monthly report:
-    # "field" (a pole in the street) or "centre" (the control centre's own equipment).
+    # One of SITE_CLASSES.
     site_class: Mapped[str] = mapped_column(
         sa.String(32), default="field", server_default="field", index=True
     )

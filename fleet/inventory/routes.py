@@ -55,6 +55,14 @@ class CameraInfo(BaseModel):
     purpose: CameraPurpose
 
 
+class StorageInfo(BaseModel):
+    device: str
+    health: str
+    wear_pct: float | None
+    free_bytes: int | None
+    read_only: bool
+
+
 class NodeDetail(NodeState):
     gaps: int
     duplicates: int
@@ -62,6 +70,7 @@ class NodeDetail(NodeState):
     controller_link: str | None
     controller_reset_cause: str | None
     cameras: list[CameraInfo]
+    storage: list[StorageInfo]
 
 
 class SiteInfo(BaseModel):
@@ -182,7 +191,7 @@ def get_node(*, node_id: PathId, db: DbSession) -> NodeDetail:
     node = db.scalars(
         sa.select(Node)
         .where(Node.node_id == node_id)
-        .options(selectinload(Node.cameras), selectinload(Node.controller))
+        .options(selectinload(Node.cameras), selectinload(Node.controller), selectinload(Node.storage))
     ).one()
     controller = node.controller
     return NodeDetail(
@@ -195,6 +204,16 @@ def get_node(*, node_id: PathId, db: DbSession) -> NodeDetail:
         cameras=[
             CameraInfo(camera_id=c.camera_id, name=c.name, model=c.model, purpose=c.purpose)
             for c in sorted(node.cameras, key=lambda c: c.camera_id)
+        ],
+        storage=[
+            StorageInfo(
+                device=d.device,
+                health=d.health,
+                wear_pct=d.wear_pct,
+                free_bytes=d.free_bytes,
+                read_only=d.read_only,
+            )
+            for d in sorted(node.storage, key=lambda d: d.device)
         ],
     )
 

@@ -47,12 +47,12 @@ from fleet.faults.sla import Clock, effective_deadline
 from fleet.faults.tickets import Action, Ticket
 from fleet.inspections.schedule import (
     INSPECTION_KINDS,
-    SITE_CLASSES,
     InspectionSchedule,
     expected_in_month,
     month_bounds,
     zone,
 )
+from fleet.inventory.models import SITE_CLASSES
 
 ALL: Final = "all"  # the category or site class of a total row
 UNASSIGNED: Final = "unassigned"  # the site class of a ticket whose node has no site

@@ -106,3 +106,15 @@ def test_any_text_parses_or_is_refused_with_problems(text: str) -> None:
         problems = []
         assert all(row.site_id and row.name for row in rows)
     assert all(str(p) for p in problems)
+
+
+def test_a_site_class_comes_from_the_csv_and_is_checked(fleet_engine: sa.Engine) -> None:
+    text = "site_id,name,site_class\nsite-0001,Control room,centre\nsite-0002,Pole,\n"
+    with Session(fleet_engine) as session, session.begin():
+        import_sites(session, text)
+    with Session(fleet_engine) as session:
+        classes = dict(session.execute(sa.select(Site.site_id, Site.site_class)).all())
+    assert classes == {"site-0001": "centre", "site-0002": "field"}  # empty: a pole in the street
+    with pytest.raises(CsvImportError) as refused:
+        parse_sites("site_id,name,site_class\nsite-0003,Depot,warehouse\n")
+    assert str(refused.value.problems[0]) == "line 2, column site_class: 'warehouse': use field or centre"

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleet.alarms.service import AlarmError
 from fleet.faults.errors import IllegalTransition, StepRefused
+from fleet.faults.store import UnknownTicket
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StepRefused)
     async def _refused(request: Request, exc: StepRefused) -> JSONResponse:
         return JSONResponse(error_body(f"step-refused/{exc.reason}", str(exc)), status_code=409)
+
+    @app.exception_handler(UnknownTicket)
+    async def _no_ticket(request: Request, exc: UnknownTicket) -> JSONResponse:
+        return JSONResponse(error_body("not-found", f"no fault ticket {exc.ticket_id!r}"), status_code=404)
 
     @app.exception_handler(AlarmError)
     async def _alarm(request: Request, exc: AlarmError) -> JSONResponse:

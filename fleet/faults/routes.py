@@ -18,11 +18,11 @@ from sqlalchemy.orm import Session
 
 from fleet.access.roles import Permission, Role
 from fleet.access.tokens import Principal
-from fleet.api.deps import Audit, DbSession, NowMs, PathId, require
+from fleet.api.deps import Audit, Auditor, DbSession, NowMs, PathId, require
 from fleet.api.errors import ApiError, not_found
 from fleet.faults import sla, tickets
 from fleet.faults.sla import SlaPolicy
-from fleet.faults.store import CLOSED_STATES, FaultTicketRow, save_ticket
+from fleet.faults.store import CLOSED_STATES, FaultTicketRow, save_ticket, ticket_for_update
 from fleet.faults.tickets import Action, Ticket, TicketState, Verification
 
 router = APIRouter(tags=["faults"])
@@ -228,171 +228,117 @@ def get_fault(*, ticket_id: PathId, db: DbSession, now: NowMs, policy: Policy) -
     return _detail(row, now, policy)
 
 
-def _locked(db: Session, ticket_id: str) -> FaultTicketRow:
-    row = db.scalars(
-        sa.select(FaultTicketRow).where(FaultTicketRow.ticket_id == ticket_id).with_for_update()
-    ).one_or_none()
-    if row is None:
-        raise not_found("fault ticket", ticket_id)
-    return row
+class TicketDesk:
+    """What every route that changes a ticket does: lock its row, keep technicians to their own
+    tickets, apply the change (`tickets.transition`, `pause`, `resume`), write the audit entry,
+    answer with the ticket as it now stands."""
+
+    def __init__(self, db: Session, now: int, policy: SlaPolicy, audit: Auditor) -> None:
+        self.db, self.now, self.policy, self.audit = db, now, policy, audit
+
+    def change(
+        self,
+        ticket_id: str,
+        who: Principal,
+        action: str,
+        change: Callable[[Ticket], Ticket] | None = None,
+        **detail: object,
+    ) -> TicketDetail:
+        row = ticket_for_update(self.db, ticket_id)
+        if who.role is Role.TECHNICIAN and row.assignee != who.subject:
+            holder = f"assigned to {row.assignee}" if row.assignee else "not assigned to anyone"
+            raise ApiError(403, "not-your-ticket", f"ticket {ticket_id} is {holder}, not to {who.subject}")
+        if change is not None:
+            save_ticket(row, change(row.ticket()))
+        if action == "assign":
+            if row.state in CLOSED_STATES:
+                raise ApiError(
+                    409, "closed", f"ticket {ticket_id} is {row.state}: closed tickets are not assigned"
+                )
+            detail["before"] = row.assignee
+        if "technician" in detail:
+            row.assignee = str(detail["technician"])
+        self.audit(f"ticket.{action}", f"ticket/{ticket_id}", **detail)
+        return _detail(row, self.now, self.policy)
+
+    def step(self, ticket_id: str, who: Principal, action: Action, **kwargs: object) -> TicketDetail:
+        """A lifecycle step by `who`, now; `kwargs` go to `tickets.transition` (note, verification)."""
+        note = str(kwargs.get("note", ""))
+        verification = kwargs.get("verification")
+        assert verification is None or isinstance(verification, Verification)
+        name = {Action.ARRIVE: "check-in"}.get(action, action.value)
+        detail: dict[str, object] = {k: v for k, v in kwargs.items() if k == "technician"}
+        if note:
+            detail["note"] = note
+        if verification is not None:
+            detail["verification"] = verification.value
+        return self.change(
+            ticket_id,
+            who,
+            name,
+            lambda t: tickets.transition(
+                t, action, at=self.now, by=who.subject, verification=verification, note=note
+            ),
+            **detail,
+        )
 
 
-def _own(row: FaultTicketRow, who: Principal) -> None:
-    """A technician works the tickets assigned to them; the centre works any."""
-    if who.role is Role.TECHNICIAN and row.assignee != who.subject:
-        holder = f"assigned to {row.assignee}" if row.assignee else "not assigned to anyone"
-        raise ApiError(403, "not-your-ticket", f"ticket {row.ticket_id} is {holder}, not to {who.subject}")
+def ticket_desk(db: DbSession, now: NowMs, policy: Policy, audit: Audit) -> TicketDesk:
+    return TicketDesk(db, now, policy, audit)
 
 
-def _change(db: Session, row: FaultTicketRow, change: Callable[[Ticket], Ticket]) -> None:
-    save_ticket(row, change(row.ticket()))
+Desk = Annotated[TicketDesk, Depends(ticket_desk)]
 
 
 @router.post("/faults/{ticket_id}/acknowledge")
-def acknowledge(
-    *, ticket_id: PathId, db: DbSession, who: Dispatcher, now: NowMs, policy: Policy, audit: Audit
-) -> TicketDetail:
-    row = _locked(db, ticket_id)
-    _change(db, row, lambda t: tickets.transition(t, Action.ACKNOWLEDGE, at=now, by=who.subject))
-    audit("ticket.acknowledge", f"ticket/{ticket_id}")
-    return _detail(row, now, policy)
+def acknowledge(*, ticket_id: PathId, who: Dispatcher, desk: Desk) -> TicketDetail:
+    return desk.step(ticket_id, who, Action.ACKNOWLEDGE)
 
 
 @router.post("/faults/{ticket_id}/assign")
-def assign(
-    *,
-    ticket_id: PathId,
-    body: Assignment,
-    db: DbSession,
-    who: Dispatcher,
-    now: NowMs,
-    policy: Policy,
-    audit: Audit,
-) -> TicketDetail:
-    row = _locked(db, ticket_id)
-    if row.state in CLOSED_STATES:
-        raise ApiError(409, "closed", f"ticket {ticket_id} is {row.state}: closed tickets are not assigned")
-    before, row.assignee = row.assignee, body.technician
-    audit("ticket.assign", f"ticket/{ticket_id}", technician=body.technician, before=before)
-    return _detail(row, now, policy)
+def assign(*, ticket_id: PathId, body: Assignment, who: Dispatcher, desk: Desk) -> TicketDetail:
+    return desk.change(ticket_id, who, "assign", technician=body.technician)
 
 
 @router.post("/faults/{ticket_id}/dispatch")
-def dispatch(
-    *,
-    ticket_id: PathId,
-    body: Dispatch,
-    db: DbSession,
-    who: Dispatcher,
-    now: NowMs,
-    policy: Policy,
-    audit: Audit,
-) -> TicketDetail:
-    row = _locked(db, ticket_id)
-    technician = body.technician or row.assignee
+def dispatch(*, ticket_id: PathId, body: Dispatch, who: Dispatcher, desk: Desk) -> TicketDetail:
+    technician = body.technician or ticket_for_update(desk.db, ticket_id).assignee
     if technician is None:
         raise ApiError(422, "no-technician", "dispatch whom? give `technician` or assign the ticket first")
-    _change(db, row, lambda t: tickets.transition(t, Action.DISPATCH, at=now, by=who.subject, note=body.note))
-    row.assignee = technician
-    audit("ticket.dispatch", f"ticket/{ticket_id}", technician=technician)
-    return _detail(row, now, policy)
+    return desk.step(ticket_id, who, Action.DISPATCH, note=body.note, technician=technician)
 
 
 @router.post("/faults/{ticket_id}/check-in")
-def check_in(
-    *,
-    ticket_id: PathId,
-    body: FieldNote,
-    db: DbSession,
-    who: FieldWorker,
-    now: NowMs,
-    policy: Policy,
-    audit: Audit,
-) -> TicketDetail:
+def check_in(*, ticket_id: PathId, body: FieldNote, who: FieldWorker, desk: Desk) -> TicketDetail:
     """The technician says they are at the pole (self-reported; the node's signed check-in,
     when it comes, is the verified record)."""
-    row = _locked(db, ticket_id)
-    _own(row, who)
-    _change(
-        db,
-        row,
-        lambda t: tickets.transition(
-            t, Action.ARRIVE, at=now, by=who.subject, verification=Verification.SELF_REPORTED, note=body.note
-        ),
-    )
-    audit("ticket.check-in", f"ticket/{ticket_id}", verification=Verification.SELF_REPORTED.value)
-    return _detail(row, now, policy)
+    return desk.step(ticket_id, who, Action.ARRIVE, verification=Verification.SELF_REPORTED, note=body.note)
 
 
 @router.post("/faults/{ticket_id}/resolve")
-def resolve(
-    *,
-    ticket_id: PathId,
-    body: WorkNote,
-    db: DbSession,
-    who: FieldWorker,
-    now: NowMs,
-    policy: Policy,
-    audit: Audit,
-) -> TicketDetail:
-    row = _locked(db, ticket_id)
-    _own(row, who)
-    _change(
-        db,
-        row,
-        lambda t: tickets.transition(
-            t, Action.RESOLVE, at=now, by=who.subject, verification=Verification.SELF_REPORTED, note=body.note
-        ),
-    )
-    audit("ticket.resolve", f"ticket/{ticket_id}", note=body.note)
-    return _detail(row, now, policy)
+def resolve(*, ticket_id: PathId, body: WorkNote, who: FieldWorker, desk: Desk) -> TicketDetail:
+    return desk.step(ticket_id, who, Action.RESOLVE, verification=Verification.SELF_REPORTED, note=body.note)
 
 
 @router.post("/faults/{ticket_id}/report")
-def report(
-    *,
-    ticket_id: PathId,
-    body: WorkNote,
-    db: DbSession,
-    who: FieldWorker,
-    now: NowMs,
-    policy: Policy,
-    audit: Audit,
-) -> TicketDetail:
+def report(*, ticket_id: PathId, body: WorkNote, who: FieldWorker, desk: Desk) -> TicketDetail:
     """The work report: what was found and done. Closes the ticket."""
-    row = _locked(db, ticket_id)
-    _own(row, who)
-    _change(db, row, lambda t: tickets.transition(t, Action.REPORT, at=now, by=who.subject, note=body.note))
-    audit("ticket.report", f"ticket/{ticket_id}", note=body.note)
-    return _detail(row, now, policy)
+    return desk.step(ticket_id, who, Action.REPORT, note=body.note)
 
 
 @router.post("/faults/{ticket_id}/pause")
-def pause(
-    *,
-    ticket_id: PathId,
-    body: PauseRequest,
-    db: DbSession,
-    who: FieldWorker,
-    now: NowMs,
-    policy: Policy,
-    audit: Audit,
-) -> TicketDetail:
+def pause(*, ticket_id: PathId, body: PauseRequest, who: FieldWorker, desk: Desk) -> TicketDetail:
     """Stop the clocks for a reason outside the contractor's hands ("waiting for the power
     utility"); audited with who and why."""
-    row = _locked(db, ticket_id)
-    _own(row, who)
-    _change(db, row, lambda t: tickets.pause(t, at=now, by=who.subject, reason=body.reason))
-    audit("ticket.pause", f"ticket/{ticket_id}", reason=body.reason)
-    return _detail(row, now, policy)
+    return desk.change(
+        ticket_id,
+        who,
+        "pause",
+        lambda t: tickets.pause(t, at=desk.now, by=who.subject, reason=body.reason),
+        reason=body.reason,
+    )
 
 
 @router.post("/faults/{ticket_id}/resume")
-def resume(
-    *, ticket_id: PathId, db: DbSession, who: FieldWorker, now: NowMs, policy: Policy, audit: Audit
-) -> TicketDetail:
-    row = _locked(db, ticket_id)
-    _own(row, who)
-    _change(db, row, lambda t: tickets.resume(t, at=now, by=who.subject))
-    audit("ticket.resume", f"ticket/{ticket_id}")
-    return _detail(row, now, policy)
+def resume(*, ticket_id: PathId, who: FieldWorker, desk: Desk) -> TicketDetail:
+    return desk.change(ticket_id, who, "resume", lambda t: tickets.resume(t, at=desk.now, by=who.subject))

@@ -180,6 +180,11 @@ class Ingest:
     def idle(self) -> bool:
         return self._queue.empty() and not self._busy
 
+    @property
+    def running(self) -> bool:
+        """The consumer thread is alive: from start() to stop(), whatever arrives or fails."""
+        return self._consumer.is_alive()
+
     # --- paho's thread ------------------------------------------------------------------------
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, code: Any, props: Any) -> None:

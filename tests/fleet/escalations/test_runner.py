@@ -8,7 +8,6 @@ and report at 08:00 the next day; a step is due once `now` is past deadline + af
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,6 @@ from fleet.escalations.settings import EmailSettings, EscalationSettings, Webhoo
 from fleet.faults import store, tickets
 from fleet.faults.rules import FaultKey, FaultRulesConfig, Observation
 from fleet.faults.sla import SlaPolicy
-from fleet.faults.store import FaultTicketRow
 from fleet.faults.tickets import Action, Ticket, Verification
 from tests.fleet.escalations.conftest import SmtpServer, WebhookReceiver
 
@@ -56,12 +54,8 @@ def open_ticket(engine: sa.Engine, key: FaultKey = DOOR) -> str:
 def change(engine: sa.Engine, ticket_id: str, step: Callable[[Ticket], Ticket]) -> None:
     """Move a stored ticket on, as the fleet's ticket routes do."""
     with Session(engine) as session, session.begin():
-        row = session.scalars(sa.select(FaultTicketRow).where(FaultTicketRow.ticket_id == ticket_id)).one()
-        ticket = step(row.ticket())
-        row.record = json.dumps(tickets.to_record(ticket), sort_keys=True)
-        row.state = ticket.state.value
-        if ticket.closed:
-            row.open_key = None
+        row = store.ticket_for_update(session, ticket_id)
+        store.save_ticket(row, step(row.ticket()))
 
 
 def arrive(at: int) -> Callable[[Ticket], Ticket]:

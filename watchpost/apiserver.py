@@ -27,7 +27,9 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> Self:
-        sock = socket.socket()
+        # Made as uvicorn makes its own (IPPROTO_TCP): a plain socket() leaves Nagle's algorithm
+        # on for the connections, and a reused keep-alive connection then waits ~40 ms per answer.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(

@@ -162,7 +162,7 @@ class MosquittoBroker(ServerProcess):
         conf.write_text(self.config())
         if self.acl:
             self.acl_file.write_text(acl_rules(fleet_user=self.fleet_user))
-            self.acl_file.chmod(0o600)  # mosquitto warns about (and will refuse) readable ones
+            self.acl_file.chmod(0o600)  # private, as the password file must be
         command = dying_with_parent([binary, "-c", str(conf)])
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout

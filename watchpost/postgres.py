@@ -58,7 +58,7 @@ class PostgresCluster(ServerProcess):
     def start(self, *, timeout: float = 30.0) -> None:
         """Make the cluster (initdb) and run its server; after `stop(keep_data=True)`, run the
         server again on the data it had."""
-        if self._process is not None:
+        if self.running:
             raise PostgresError("the server is already running")
         binaries = _bin_dir()
         if self._tmp is None:

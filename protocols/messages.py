@@ -124,6 +124,11 @@ class NodeBirth(_SessionMessage, tag="birth", kw_only=True, frozen=True):
     def __post_init__(self) -> None:
         if self.seq != 0:
             raise ValueError(f"a birth starts its session at seq 0, not {self.seq}")
+        # Ids name things: the fleet keeps one camera, one bell per id.
+        for what, ids in (("camera", [c.camera_id for c in self.cameras]), ("bell", self.bells)):
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            if twice:
+                raise ValueError(f"{what} id {twice[0]!r} is listed twice")
 
 
 class NodeDeath(_Message, tag="death", kw_only=True, frozen=True):

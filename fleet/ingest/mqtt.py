@@ -288,6 +288,8 @@ class Ingest:
                         continue
                     flush_telemetry()
                     applied = self._apply_one(session, node_id, message, item.at_ms, tally)
+                    if applied is None:
+                        continue
                     if applied.reading is not None:
                         readings.append(applied.reading)
                     if applied.rebirth:
@@ -330,9 +332,22 @@ class Ingest:
 
     def _apply_one(
         self, session: Session, node_id: str, message: m.Message, at_ms: int, tally: IngestCounters
-    ) -> Applied:
-        with session.begin_nested():  # one bad message must not undo the batch
-            applied = apply(session, node_id, message, at_ms, faults=self.faults)
+    ) -> Applied | None:
+        try:
+            with session.begin_nested():  # one bad message must not undo the batch
+                applied = apply(session, node_id, message, at_ms, faults=self.faults)
+        except (sa.exc.IntegrityError, sa.exc.DataError) as error:
+            # The database refuses this one message (a constraint, a value it cannot hold): not
+            # an outage. Retrying it would hold every message behind it for ever; count it.
+            tally.rejected["db-refused"] = tally.rejected.get("db-refused", 0) + 1
+            self._warn_limited(
+                "rejected/db-refused",
+                "fleet ingest: the database refused a %s of %s: %s",
+                m.kind_of(message),
+                node_id,
+                str(error.orig)[:300],
+            )
+            return None
         tally.applied += 1
         tally.duplicates += applied.verdict == "duplicate"
         tally.gaps += applied.verdict == "gap"
@@ -346,6 +361,8 @@ class Ingest:
         self.counters.gaps += tally.gaps
         for outcome, n in tally.visits.items():
             self.counters.visits[outcome] = self.counters.visits.get(outcome, 0) + n
+        for reason, n in tally.rejected.items():
+            self.counters.rejected[reason] = self.counters.rejected.get(reason, 0) + n
 
     def _count_visit(self, node_id: str, visit: VisitResult, tally: IngestCounters) -> None:
         outcome = visit.outcome.value

@@ -158,6 +158,22 @@ def test_birth_must_start_at_seq_zero() -> None:
     check(Kind.BIRTH, raw(data), errors.InvalidValue, "seq 0")
 
 
+@pytest.mark.parametrize(
+    ("field", "items", "said"),
+    [
+        (
+            "cameras",
+            [{"camera_id": "cam-1", "name": "a"}, {"camera_id": "cam-1", "name": "b"}],
+            "camera id 'cam-1'",
+        ),
+        ("bells", ["bell-1", "bell-2", "bell-1"], "bell id 'bell-1'"),
+    ],
+)
+def test_birth_names_each_camera_and_bell_once(field: str, items: list[object], said: str) -> None:
+    data = as_dict(Kind.BIRTH) | {field: items}
+    check(Kind.BIRTH, raw(data), errors.InvalidValue, f"{said} is listed twice")
+
+
 def test_segment_that_ends_before_it_starts() -> None:
     data = as_dict(Kind.VIDEO)
     data["records"][0]["end"] = data["records"][0]["start"] - 1

@@ -608,37 +608,68 @@ def test_random_bytes_on_random_node_topics_never_stop_ingest(
     engine.dispose()
 
 
-@pytest.mark.xfail(
-    reason="known hole: a contract-valid birth naming one camera twice fails its database insert "
-    "(camera.node_pk, camera.camera_id is unique), and ingest retries it as an outage, for ever; "
-    "the contract or fleet.ingest.apply must refuse or merge the duplicate",
-    raises=AssertionError,
-)
-def test_a_birth_naming_a_camera_twice_does_not_stall_ingest(broker: MosquittoBroker, tmp_path: Path) -> None:
+def test_a_birth_naming_a_camera_twice_is_refused_by_the_contract(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
     url = f"sqlite:///{tmp_path / 'fleet.db'}"
     migrate(url)
     engine = make_engine(url)
     ingest = Ingest(IngestSettings(host=broker.host, port=broker.port, retry_max_s=0.2), engine=engine)
     ingest.start()
-    twice = m.NodeBirth(
-        ts=T0,
-        seq=0,
-        bd_seq=0,
-        site_id="site-0412",
-        hardware="raspberrypi-4b",
-        agent_version="0.1.0",
-        cameras=[m.CameraInfo(camera_id="cam-1", name="A"), m.CameraInfo(camera_id="cam-1", name="B")],
-    )
+    # Made as a broken node would send it: the contract's own constructor refuses it too.
+    body = json.loads(m.encode(birth(NODE)))
+    body["cameras"] = [{"camera_id": "cam-1", "name": "A"}, {"camera_id": "cam-1", "name": "B"}]
+    twice = json.dumps(body).encode()
     try:
         with Observer(broker, "watchpost/v1/host/#") as pole:
-            send(pole, NODE, twice)
+            pole.publish(node_topic(NODE, Kind.BIRTH), twice)
             send(pole, "pole-b", birth("pole-b"))
-            # Either both are dealt with (taken or refused), or the batch keeps failing.
-            until(
-                lambda: ingest.counters.db_failures >= 3 or (ingest.counters.received == 2 and ingest.idle())
-            )
+            until(lambda: ingest.counters.received == 2 and ingest.idle())
             assert ingest.running
-            assert ingest.counters.applied + sum(ingest.counters.rejected.values()) == 2
+            assert (ingest.counters.applied, ingest.counters.rejected) == (1, {"invalid-value": 1})
+            assert ingest.counters.db_failures == 0
+    finally:
+        ingest.stop()
+        engine.dispose()
+
+
+def test_a_message_the_database_refuses_is_counted_and_the_rest_go_on(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    # A real refusal from the database, of one row: a trigger aborts one alarm's insert. A
+    # refused message is not an outage: retried, it would hold everything behind it for ever.
+    url = f"sqlite:///{tmp_path / 'fleet.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse_poison BEFORE INSERT ON bell_alarm WHEN NEW.alarm_id = 'poison' "
+            "BEGIN SELECT RAISE(ABORT, 'poison alarm refused'); END"
+        )
+    ingest = Ingest(IngestSettings(host=broker.host, port=broker.port, retry_max_s=0.2), engine=engine)
+    ingest.start()
+    try:
+        with Observer(broker, "watchpost/v1/host/#") as pole:
+            send(pole, NODE, birth(NODE))
+            for seq, alarm_id in enumerate(("good-1", "poison", "good-2"), start=1):
+                alarm = m.BellAlarm(
+                    ts=T0 + seq,
+                    seq=seq,
+                    alarm_id=alarm_id,
+                    bell_id="bell-1",
+                    pressed_at=T0 + seq,
+                    source="gpio",
+                )
+                send(pole, NODE, alarm)
+            until(lambda: ingest.counters.received == 4 and ingest.idle())
+            assert ingest.running
+            assert (ingest.counters.applied, ingest.counters.rejected) == (3, {"db-refused": 1})
+            assert ingest.counters.db_failures == 0
+        with engine.connect() as conn:
+            stored = (
+                conn.execute(sa.text("SELECT alarm_id FROM bell_alarm ORDER BY alarm_id")).scalars().all()
+            )
+        assert stored == ["good-1", "good-2"]
     finally:
         ingest.stop()
         engine.dispose()

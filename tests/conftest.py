@@ -4,6 +4,7 @@ and Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
+import itertools
 import platform
 import shutil
 import sys
@@ -65,11 +66,15 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster
 
 
+_DATABASES = itertools.count(1)
+
+
 @pytest.fixture
 def postgres_url(postgres_cluster: PostgresCluster, request: pytest.FixtureRequest) -> str:
     """A fresh database on the session's server, for one test: its SQLAlchemy URL."""
-    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
-    name += f"_{id(request) % 100_000}"
+    # Readable, and unique in the session: parametrized names share their first 40 characters.
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
+    name += f"_{next(_DATABASES)}"
     return postgres_cluster.create_database(name)
 
 

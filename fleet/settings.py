@@ -19,7 +19,7 @@ from msgspec import Meta
 from fleet.escalations.errors import SettingsError as EscalationSettingsError
 from fleet.escalations.settings import EmailSettings, EscalationSettings, WebhookSettings
 from fleet.faults.errors import ConfigError as FaultConfigError
-from fleet.faults.rules import OFFLINE, FaultRulesConfig
+from fleet.faults.rules import OFFLINE, Debounce, FaultRulesConfig
 from fleet.faults.sla import HOUR_MS, MINUTE_MS, SlaPolicy
 from protocols.topics import ID_PATTERN
 
@@ -73,6 +73,11 @@ class TimeSeriesSection(_Section, kw_only=True, frozen=True):
     token_file: Path | None = None
 
 
+class DebounceSection(_Section, kw_only=True, frozen=True):
+    raise_after_s: Annotated[int, Meta(ge=0, le=7 * 86_400)]
+    clear_after_s: Annotated[int, Meta(ge=0, le=7 * 86_400)]
+
+
 class FaultsSection(_Section, kw_only=True, frozen=True):
     heartbeat_timeout_s: Seconds = 180
     # A node must stay offline this long before its fault opens (a mobile link's hiccup is
@@ -83,6 +88,9 @@ class FaultsSection(_Section, kw_only=True, frozen=True):
     resolution_hours_major: Hours = 4.0
     resolution_hours_minor: Hours = 8.0
     report_hours: Hours = 24.0
+    # Hysteresis per fault kind (an event category or "offline"), over the built-in defaults
+    # (docs/faults.md): [faults.debounce.temperature] raise_after_s = 600, clear_after_s = 1800
+    debounce: dict[str, DebounceSection] = {}
 
 
 class FleetSettings(_Section, kw_only=True, frozen=True):
@@ -116,9 +124,13 @@ class FleetSettings(_Section, kw_only=True, frozen=True):
         offline = dataclasses.replace(
             defaults.debounce(OFFLINE), raise_after_s=self.faults.offline_raise_after_s
         )
+        chosen = {
+            kind: Debounce(raise_after_s=d.raise_after_s, clear_after_s=d.clear_after_s)
+            for kind, d in self.faults.debounce.items()
+        }
         return FaultRulesConfig(
             heartbeat_timeout_s=self.faults.heartbeat_timeout_s,
-            per_kind={**defaults.per_kind, OFFLINE: offline},
+            per_kind={**defaults.per_kind, OFFLINE: offline, **chosen},
         )
 
     def escalations(self) -> EscalationSettings:

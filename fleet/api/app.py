@@ -20,6 +20,7 @@ from fleet.faults.sla import SlaPolicy
 from fleet.inspections.routes import router as inspection_routes
 from fleet.inventory.routes import router as inventory_routes
 from fleet.reports.routes import router as report_routes
+from fleet.web import pages
 from protocols import messages as m
 
 API_PREFIX = "/api/v1"
@@ -67,6 +68,8 @@ def create_app(
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+
+    pages.install(app)  # the dashboard and the technicians' view, beside the API
 
     @app.get(f"{API_PREFIX}/health", tags=["health"])
     def health() -> dict[str, str]:

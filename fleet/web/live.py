@@ -1,0 +1,75 @@
+"""`/live`: a server-sent event stream per open page, saying what changed so the page's
+fragments fetch themselves again (htmx `hx-trigger="sse:alarms"`): `alarms`, `faults`, `nodes`.
+
+Changes are found by watching small watermarks in the database a few times a second (the last
+alarm and how many are latched, tickets by state, nodes online), so a change made by any fleet
+worker, or by ingest, reaches every browser; no page ever reloads whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Final
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from fleet.alarms.models import BellAlarmRecord
+from fleet.faults.store import FaultTicketRow
+from fleet.inventory.models import Node
+from fleet.web.session import Viewer
+
+router = APIRouter(include_in_schema=False)
+EVERY_S: Final = 0.25
+KEEPALIVE_S: Final = 15.0
+Watermarks = dict[str, tuple[object, ...]]
+
+
+def watermarks(engine: sa.Engine) -> Watermarks:
+    with Session(engine) as db:
+        alarms = db.execute(
+            sa.select(
+                sa.func.max(BellAlarmRecord.id),
+                sa.func.count(BellAlarmRecord.acknowledged_at_ms),
+                sa.func.count(BellAlarmRecord.cleared_at_ms),
+            )
+        ).one()
+        faults = db.execute(
+            sa.select(FaultTicketRow.state, sa.func.count(), sa.func.max(FaultTicketRow.id))
+            .group_by(FaultTicketRow.state)
+            .order_by(FaultTicketRow.state)
+        ).all()
+        nodes = db.execute(
+            sa.select(sa.func.count(), sa.func.count().filter(Node.online), sa.func.max(Node.birth_ms))
+        ).one()
+    return {"alarms": tuple(alarms), "faults": tuple(tuple(f) for f in faults), "nodes": tuple(nodes)}
+
+
+async def changes(engine: sa.Engine, request: Request) -> AsyncIterator[str]:
+    yield "retry: 2000\n\n"  # how soon the browser reconnects after a lost stream
+    seen = await asyncio.to_thread(watermarks, engine)
+    quiet = 0.0
+    while not await request.is_disconnected():
+        await asyncio.sleep(EVERY_S)
+        now = await asyncio.to_thread(watermarks, engine)
+        changed = [name for name in now if now[name] != seen[name]]
+        seen = now
+        for name in changed:
+            yield f"event: {name}\ndata: {name}\n\n"
+        quiet = 0.0 if changed else quiet + EVERY_S
+        if quiet >= KEEPALIVE_S:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+
+
+@router.get("/live")
+async def live(request: Request, who: Viewer) -> StreamingResponse:
+    engine: sa.Engine = request.app.state.engine
+    return StreamingResponse(
+        changes(engine, request),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

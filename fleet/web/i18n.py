@@ -1,5 +1,6 @@
-"""English and Korean for the pages. Every key exists in both catalogs (a test checks), and a
-missing key fails loudly in tests rather than showing a blank."""
+"""English and Korean for the pages. The shared messages are here; a page module registers its
+own (`register`). Every key exists in both catalogs (a test checks), and a missing key fails
+loudly rather than showing a blank."""
 
 from __future__ import annotations
 
@@ -84,6 +85,15 @@ CATALOG: Final[dict[str, dict[str, str]]] = {
         "alarm.open": "열기",
     },
 }
+
+
+def register(messages: dict[str, dict[str, str]]) -> None:
+    """A page module's own messages, added to the catalogs (keys must be new)."""
+    for language in LANGUAGES:
+        clash = CATALOG[language].keys() & messages[language].keys()
+        if clash:
+            raise ValueError(f"message keys defined twice: {sorted(clash)}")
+        CATALOG[language].update(messages[language])
 
 
 def choose(cookie: str | None, accept_language: str | None) -> str:

@@ -8,11 +8,21 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from fleet.web import live
-from fleet.web.pages import overview, signin
+from fleet.web.pages import alarms, faults, inspections, nodes, overview, reports, signin, tech
 from fleet.web.render import STATIC, page
 from fleet.web.session import PageForbidden, SignInRequired, home_of
 
-ROUTERS = (signin.router, overview.router, live.router)
+ROUTERS = (
+    signin.router,
+    overview.router,
+    alarms.router,
+    faults.router,
+    nodes.router,
+    inspections.router,
+    reports.router,
+    tech.router,
+    live.router,
+)
 
 
 def install(app: FastAPI) -> None:

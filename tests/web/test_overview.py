@@ -1,0 +1,81 @@
+"""The overview and the sign-in, in Chromium: counts and nodes from the fleet, a bell alarm's
+banner arriving live (no reload), sign-in refusing a bad token, the language switch."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Browser, expect
+
+from protocols import messages as m
+from tests.fleet.api import seed
+from tests.web.conftest import Dashboard, shoot
+
+T0 = 1_764_000_000_000
+
+
+def test_the_overview_shows_the_fleet_and_a_bell_alarm_arrives_live(
+    dashboard: Dashboard, chromium: Browser
+) -> None:
+    for n in range(1, 13):
+        seed.add_node(
+            dashboard.engine, f"pole-{n:04d}", district=("Jung-gu", "Mapo-gu")[n % 2], online=n != 4
+        )
+    seed.open_fault(dashboard.engine, "pole-0007", at=T0)
+    page = dashboard.context(chromium, "operator-7").new_page()
+    page.goto("/")
+    expect(page.locator("[data-count=nodes]")).to_have_text("12")
+    expect(page.locator("[data-count=offline]")).to_have_text("1")
+    expect(page.locator("[data-count=with_faults]")).to_have_text("1")
+    expect(page.locator(".cell.offline")).to_have_text(["pole-0004"])
+    expect(page.locator(".cell.fault")).to_have_text(["pole-0007"])
+
+    page.select_option("select[name=district]", "Mapo-gu")
+    expect(page.locator(".cell")).to_have_count(6)
+    page.fill("#search", "0011")
+    expect(page.locator(".cell")).to_have_text(["pole-0011"])
+    shoot(page, "overview-desktop")
+
+    # The pole's node is born and its bell is pressed: the banner comes over the live stream.
+    dashboard.send(
+        "pole-0003",
+        m.NodeBirth(ts=T0, seq=0, bd_seq=1, site_id="site-0003", hardware="rpi4", agent_version="0.1.0"),
+    )
+    dashboard.until(lambda: dashboard.ingest.counters.applied >= 1)
+    dashboard.send(
+        "pole-0003",
+        m.BellAlarm(
+            ts=T0 + 5, seq=1, alarm_id="alarm-77", bell_id="bell-1", pressed_at=T0 + 5, source="controller"
+        ),
+    )
+    banner = page.locator(".alarm-banner")
+    expect(banner).to_contain_text("Bell pressed at Site of pole-0003 (pole-0003)")
+    expect(page.locator("[data-count=latched]")).to_have_text("1")
+    assert page.evaluate("document.body.dataset.lastChime") == "alarm-77"  # the chime played for it
+
+
+def test_sign_in_refuses_a_bad_token_and_admits_a_good_one(dashboard: Dashboard, chromium: Browser) -> None:
+    page = dashboard.context(chromium, None).new_page()
+    page.goto("/")
+    expect(page).to_have_url(f"{dashboard.url}/signin?next=/")
+    page.fill("#token", "wp_000000000000_" + "x" * 43)
+    page.click("button[type=submit]")
+    expect(page.locator("#token-error")).to_contain_text("unknown token")
+    expect(page.locator("#token")).to_have_attribute("aria-invalid", "true")
+    page.fill("#token", dashboard.tokens["operator-7"])
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{dashboard.url}/")
+    expect(page.locator(".who")).to_have_text("operator-7 · operator")
+
+
+def test_the_language_switches_and_stays(dashboard: Dashboard, chromium: Browser) -> None:
+    page = dashboard.context(chromium, "operator-7").new_page()
+    page.goto("/")
+    expect(page.locator("h1")).to_have_text("Fleet overview")
+    page.click("a.lang")
+    expect(page.locator("h1")).to_have_text("전체 현황")
+    expect(page.locator("html")).to_have_attribute("lang", "ko")
+    page.reload()
+    expect(page.locator("h1")).to_have_text("전체 현황")  # the choice is kept (a cookie)
+    shoot(page, "overview-desktop-ko")
+    korean_browser = dashboard.context(chromium, "operator-7", lang="ko").new_page()
+    korean_browser.goto("/")
+    expect(korean_browser.locator("h1")).to_have_text("전체 현황")  # no choice yet: the browser's language

@@ -3,7 +3,8 @@ manager (ingest and API with its pages, in this process) on a real Mosquitto and
 PostgreSQL. The test plays the pole over MQTT (`dashboard.pole`).
 
 Every browser context made here refuses requests that leave the machine and records them;
-the fixture fails the test if the pages tried any. Screenshots go to build/screenshots/."""
+the fixture fails the test if the pages tried any. Screenshots go to build/screenshots/.
+Browser test modules mark themselves `browser`, `broker` and `postgres`."""
 
 from __future__ import annotations
 
@@ -30,8 +31,6 @@ from protocols.topics import node_topic
 from tests.mqtt_observer import Observer
 from watchpost.apiserver import ApiServer
 from watchpost.broker import MosquittoBroker
-
-pytestmark = [pytest.mark.browser, pytest.mark.broker, pytest.mark.postgres]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 DESKTOP = {"width": 1440, "height": 900}

@@ -3,12 +3,14 @@ banner arriving live (no reload), sign-in refusing a bad token, the language swi
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Browser, expect
 
 from protocols import messages as m
 from tests.fleet.api import seed
 from tests.web.conftest import Dashboard, shoot
 
+pytestmark = [pytest.mark.browser, pytest.mark.broker, pytest.mark.postgres]
 T0 = 1_764_000_000_000
 
 

@@ -8,6 +8,7 @@ from fleet.escalations.models import EscalationSent
 from fleet.faults.store import FaultConditionRow, FaultTicketRow
 from fleet.inspections.models import Inspection
 from fleet.inventory.models import Camera, Controller, Node, Site, SiteTag, StorageDevice
+from fleet.inventory.rollups import TelemetryRollup
 
 __all__ = [
     "ApiToken",
@@ -23,4 +24,5 @@ __all__ = [
     "Site",
     "SiteTag",
     "StorageDevice",
+    "TelemetryRollup",
 ]

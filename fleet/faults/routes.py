@@ -342,3 +342,7 @@ def pause(*, ticket_id: PathId, body: PauseRequest, who: FieldWorker, desk: Desk
 @router.post("/faults/{ticket_id}/resume")
 def resume(*, ticket_id: PathId, who: FieldWorker, desk: Desk) -> TicketDetail:
     return desk.change(ticket_id, who, "resume", lambda t: tickets.resume(t, at=desk.now, by=who.subject))
+
+
+# The dashboard's fault pages (fleet.web.pages.faults) show a ticket as the API answers it.
+ticket_detail = _detail

@@ -30,6 +30,7 @@ from fleet.faults.sla import SlaPolicy
 from fleet.ingest.visits import VisitResult, apply_visit
 from fleet.inspections import service as inspections
 from fleet.inspections.errors import UnknownNode
+from fleet.inventory import rollups
 from fleet.inventory.models import Camera, Controller, Node, Site, StorageDevice
 from fleet.tsdb import NodeReading
 from protocols import messages as m
@@ -167,8 +168,9 @@ def _faults(
 def apply_telemetry(
     session: Session, readings: list[tuple[str, m.Telemetry, int]]
 ) -> tuple[list[NodeReading], list[str]]:
-    """Many nodes' telemetry at once (node id, message, received ms), in two statements: the
-    bulk of the stream. Telemetry changes no session state (protocols.session): it is accepted
+    """Many nodes' telemetry at once (node id, message, received ms), in a few statements (the
+    nodes, their storage devices, their metrics' 5-minute roll-ups, last seen): the bulk of
+    the stream. Telemetry changes no session state (protocols.session): it is accepted
     from a node that is online, and asks for a rebirth otherwise. Returns the readings for the
     time series and the nodes to ask for a rebirth. The caller applies the messages around it
     in order, so every node's state here is the one the telemetry arrived in."""
@@ -184,6 +186,7 @@ def apply_telemetry(
     accepted: list[NodeReading] = []
     rebirth: list[str] = []
     seen: dict[str, int] = {}
+    history: list[tuple[str, m.Telemetry]] = []  # for the roll-ups (fleet.inventory.rollups)
     storage: dict[tuple[int, str], m.StorageHealth] = {}  # the latest report of each device
     for node_id, message, received_ms in readings:
         node_pk, online, site_id = known.get(node_id, (0, False, None))
@@ -191,12 +194,14 @@ def apply_telemetry(
             rebirth.append(node_id)
             continue
         seen[node_id] = max(seen.get(node_id, 0), received_ms)
+        history.append((node_id, message))
         for device in message.readings.storage:
             storage[(node_pk, device.device)] = device
         if site_id is not None:
             accepted.append(NodeReading(node_id, site_id, message))
     if storage:
         _store_devices(session, storage)
+    rollups.store(session, rollups.aggregate(history))
     if seen:
         # Core UPDATE, executemany: one statement for the batch (not the ORM's by-primary-key).
         statement = (

@@ -250,3 +250,44 @@ def test_fleet_api_prints_death_to_fault_and_node_listing_latencies_beside_refer
     ):
         assert breakdown in output
     assert re.search(r"^  listing\s+300 nodes \(30 offline, 45 with open faults\)", output, re.MULTILINE)
+
+
+# "<label>  p50 <number>  p95 <number>  ms", the label indented for a reference.
+P95_LINE = re.compile(
+    r"^(?P<label>\S.*?|  reference: .*?)\s+p50\s+(?P<p50>[\d,.]+)\s+p95\s+(?P<p95>[\d,.]+)\s+ms"
+)
+WEIGHT_LINE = re.compile(r"^(?P<label>\S.*?|  reference: .*?)\s+total\s+(?P<bytes>[\d,]+) B")
+
+
+@pytest.mark.postgres
+@pytest.mark.browser
+def test_dashboard_prints_paint_times_and_page_weight_beside_the_empty_fleet() -> None:
+    output = run_quick("dashboard.py")
+    assert_header(output)
+    timings = {
+        m["label"].strip(): (float(m["p50"].replace(",", "")), float(m["p95"].replace(",", "")))
+        for m in map(P95_LINE.match, output.splitlines())
+        if m
+    }
+    for label in (
+        "first contentful paint, overview, 300 nodes",
+        "reference: first contentful paint, overview, 0 nodes (the layout alone)",
+        "first paint, overview, 300 nodes",
+        "reference: first paint, overview, 0 nodes",
+        "GET / HTML alone, keep-alive, no browser, 300 nodes",
+        "reference: GET / HTML alone, keep-alive, no browser, 0 nodes",
+    ):
+        p50, p95 = timings[label]
+        assert 0 < p50 <= p95, label
+    weights = {
+        m["label"].strip(): int(m["bytes"].replace(",", ""))
+        for m in map(WEIGHT_LINE.match, output.splitlines())
+        if m
+    }
+    full, empty = (
+        weights["page weight, overview, 300 nodes"],
+        weights["reference: page weight, overview, 0 nodes"],
+    )
+    assert 0 < empty < full  # the nodes' cells weigh something; the layout alone is the floor
+    assert re.search(r"^  overview\s+300 nodes \(30 offline, 45 with open faults\)", output, re.MULTILINE)
+    assert "target p95 < 1000 ms" in output

@@ -282,6 +282,29 @@ class TicketDesk:
             **detail,
         )
 
+    def dispatch(
+        self, ticket_id: str, who: Principal, technician: str | None, note: str = ""
+    ) -> TicketDetail:
+        """Send the technician given, else the one the ticket is assigned to."""
+        person = technician or ticket_for_update(self.db, ticket_id).assignee
+        if person is None:
+            raise ApiError(
+                422, "no-technician", "dispatch whom? give `technician` or assign the ticket first"
+            )
+        return self.step(ticket_id, who, Action.DISPATCH, note=note, technician=person)
+
+    def pause(self, ticket_id: str, who: Principal, reason: str) -> TicketDetail:
+        return self.change(
+            ticket_id,
+            who,
+            "pause",
+            lambda t: tickets.pause(t, at=self.now, by=who.subject, reason=reason),
+            reason=reason,
+        )
+
+    def resume(self, ticket_id: str, who: Principal) -> TicketDetail:
+        return self.change(ticket_id, who, "resume", lambda t: tickets.resume(t, at=self.now, by=who.subject))
+
 
 def ticket_desk(db: DbSession, now: NowMs, policy: Policy, audit: Audit) -> TicketDesk:
     return TicketDesk(db, now, policy, audit)
@@ -302,10 +325,7 @@ def assign(*, ticket_id: PathId, body: Assignment, who: Dispatcher, desk: Desk) 
 
 @router.post("/faults/{ticket_id}/dispatch")
 def dispatch(*, ticket_id: PathId, body: Dispatch, who: Dispatcher, desk: Desk) -> TicketDetail:
-    technician = body.technician or ticket_for_update(desk.db, ticket_id).assignee
-    if technician is None:
-        raise ApiError(422, "no-technician", "dispatch whom? give `technician` or assign the ticket first")
-    return desk.step(ticket_id, who, Action.DISPATCH, note=body.note, technician=technician)
+    return desk.dispatch(ticket_id, who, body.technician, body.note)
 
 
 @router.post("/faults/{ticket_id}/check-in")
@@ -330,18 +350,12 @@ def report(*, ticket_id: PathId, body: WorkNote, who: FieldWorker, desk: Desk) -
 def pause(*, ticket_id: PathId, body: PauseRequest, who: FieldWorker, desk: Desk) -> TicketDetail:
     """Stop the clocks for a reason outside the contractor's hands ("waiting for the power
     utility"); audited with who and why."""
-    return desk.change(
-        ticket_id,
-        who,
-        "pause",
-        lambda t: tickets.pause(t, at=desk.now, by=who.subject, reason=body.reason),
-        reason=body.reason,
-    )
+    return desk.pause(ticket_id, who, body.reason)
 
 
 @router.post("/faults/{ticket_id}/resume")
 def resume(*, ticket_id: PathId, who: FieldWorker, desk: Desk) -> TicketDetail:
-    return desk.change(ticket_id, who, "resume", lambda t: tickets.resume(t, at=desk.now, by=who.subject))
+    return desk.resume(ticket_id, who)
 
 
 # The dashboard's fault pages (fleet.web.pages.faults) show a ticket as the API answers it.

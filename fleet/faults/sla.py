@@ -313,6 +313,13 @@ def effective_deadline(clocks: SlaClocks, clock: Clock, now: int) -> int:
     return deadline.due_at
 
 
+def at_risk_threshold(clocks: SlaClocks, clock: Clock, policy: SlaPolicy) -> int:
+    """The time left (ms) under which a running clock is at risk: the policy's share of the
+    clock's budget, or its floor, whichever is larger."""
+    budget = clocks[clock].base_at - clocks.opened_at
+    return int(max(policy.at_risk_ms, policy.at_risk_share * budget))
+
+
 def forecast(clocks: SlaClocks, now: int, policy: SlaPolicy) -> tuple[ClockForecast, ...]:
     """Each clock at `now`, in Clock order. A deadline is met by a stop at or before it; a
     running clock is breached once `now` is past it, at risk when less than the policy's
@@ -333,8 +340,7 @@ def forecast(clocks: SlaClocks, now: int, policy: SlaPolicy) -> tuple[ClockForec
             result.append(ClockForecast(clock, state, due, remaining, running=False, paused=False))
             continue
         remaining = due - now
-        budget = deadline.base_at - clocks.opened_at
-        threshold = max(policy.at_risk_ms, policy.at_risk_share * budget)
+        threshold = at_risk_threshold(clocks, clock, policy)
         if remaining < 0:
             state = ClockState.BREACHED
         elif remaining < threshold:

@@ -1,5 +1,6 @@
 """`/live`: a server-sent event stream per open page, saying what changed so the page's
-fragments fetch themselves again (htmx `hx-trigger="sse:alarms"`): `alarms`, `faults`, `nodes`.
+fragments fetch themselves again (`hx-trigger="live:alarms from:body"`, relayed by app.js):
+`alarms`, `faults`, `nodes`.
 
 Changes are found by watching small watermarks in the database a few times a second (the last
 alarm and how many are latched, tickets by state, nodes online), so a change made by any fleet
@@ -18,6 +19,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from fleet.alarms.models import BellAlarmRecord
+from fleet.audit.models import AuditEntry
 from fleet.faults.store import FaultTicketRow
 from fleet.inventory.models import Node
 from fleet.web.session import Viewer
@@ -42,15 +44,21 @@ def watermarks(engine: sa.Engine) -> Watermarks:
             .group_by(FaultTicketRow.state)
             .order_by(FaultTicketRow.state)
         ).all()
+        # Steps leave an audit entry; an assignment changes no state, but it is audited too.
+        audited = db.scalar(sa.select(sa.func.max(AuditEntry.id)).where(AuditEntry.target.like("ticket/%")))
         nodes = db.execute(
             sa.select(sa.func.count(), sa.func.count().filter(Node.online), sa.func.max(Node.birth_ms))
         ).one()
-    return {"alarms": tuple(alarms), "faults": tuple(tuple(f) for f in faults), "nodes": tuple(nodes)}
+    return {"alarms": tuple(alarms), "faults": (*(tuple(f) for f in faults), audited), "nodes": tuple(nodes)}
 
 
 async def changes(engine: sa.Engine, request: Request) -> AsyncIterator[str]:
     yield "retry: 2000\n\n"  # how soon the browser reconnects after a lost stream
     seen = await asyncio.to_thread(watermarks, engine)
+    # What changed between the page's rendering (or a lost stream) and now is unknown: every
+    # fragment refreshes once, so an alarm arriving in that gap is not missed.
+    for name in seen:
+        yield f"event: {name}\ndata: {name}\n\n"
     quiet = 0.0
     while not await request.is_disconnected():
         await asyncio.sleep(EVERY_S)

@@ -25,7 +25,7 @@ from fleet.inspections.schedule import zone
 from fleet.inventory.models import Node, Site
 from fleet.reports.routes import Settings
 from fleet.web import i18n
-from fleet.web.render import page
+from fleet.web.render import language, page
 from fleet.web.session import CentreUser, PageForbidden
 
 router = APIRouter(include_in_schema=False)
@@ -69,10 +69,10 @@ MESSAGES: Final = {
         "alarms.clear": "Clear",
         "alarms.refused": "Not done: {reason}",
         "alarms.no_link": "the acknowledgement cannot reach {node}: {reason}",
-        "time.ms": "{n} ms",
-        "time.s": "{n} s",
-        "time.min": "{m} min {s} s",
-        "time.h": "{h} h {m} min",
+        "alarms.took_ms": "{n} ms",
+        "alarms.took_s": "{n} s",
+        "alarms.took_min": "{m} min {s} s",
+        "alarms.took_h": "{h} h {m} min",
     },
     "ko": {
         "alarms.title": "비상벨 알람",
@@ -106,14 +106,14 @@ MESSAGES: Final = {
         "alarms.after": "+{took}",
         "alarms.press_to_ack": "누름부터 확인까지: {took}",
         "alarms.acknowledge": "확인",
-        "alarms.acknowledge_hint": "폴의 ‘호출 접수’ 램프가 켜집니다",
+        "alarms.acknowledge_hint": "폴의 「호출 접수」 램프가 켜집니다",
         "alarms.clear": "종료",
         "alarms.refused": "처리되지 않음: {reason}",
         "alarms.no_link": "{node}에 확인 신호를 보낼 수 없습니다: {reason}",
-        "time.ms": "{n}ms",
-        "time.s": "{n}초",
-        "time.min": "{m}분 {s}초",
-        "time.h": "{h}시간 {m}분",
+        "alarms.took_ms": "{n}ms",
+        "alarms.took_s": "{n}초",
+        "alarms.took_min": "{m}분 {s}초",
+        "alarms.took_h": "{h}시간 {m}분",
     },
 }
 i18n.register(MESSAGES)
@@ -175,12 +175,18 @@ def pole_sites(db: Session, node_ids: Iterable[str]) -> dict[str, PoleSite]:
     return sites
 
 
+def _state(row: BellAlarmRecord) -> str:
+    if row.latched:
+        return "latched"
+    return "cleared" if row.cleared_at_ms is not None else "acknowledged"
+
+
 def _views(db: Session, rows: list[BellAlarmRecord]) -> list[AlarmView]:
     sites = pole_sites(db, (r.node_id for r in rows))
     return [
         AlarmView(
             alarm=row,
-            state="latched" if row.latched else "cleared" if row.cleared_at_ms is not None else "acknowledged",
+            state=_state(row),
             site=sites.get(row.node_id),
             timeline=service.timeline(row),
         )
@@ -220,13 +226,13 @@ class Clockface:
         sign = "-" if ms < 0 else ""
         ms = abs(ms)
         if ms < 1000:
-            return sign + t("time.ms", n=ms)
+            return sign + t("alarms.took_ms", n=ms)
         if ms < 60_000:
-            return sign + t("time.s", n=f"{ms / 1000:.1f}")
+            return sign + t("alarms.took_s", n=f"{ms / 1000:.1f}")
         s = ms // 1000
         if s < 3600:
-            return sign + t("time.min", m=s // 60, s=s % 60)
-        return sign + t("time.h", h=s // 3600, m=s // 60 % 60)
+            return sign + t("alarms.took_min", m=s // 60, s=s % 60)
+        return sign + t("alarms.took_h", h=s // 3600, m=s // 60 % 60)
 
 
 def _may_handle(who: Principal) -> bool:
@@ -244,7 +250,6 @@ def _list_page(
         recent=_views(db, recently_acknowledged(db)),
         clockface=clock,
         may_handle=_may_handle(who),
-        problems={},
     )
 
 
@@ -268,6 +273,7 @@ def _card(
     template: str = "fragments/alarm_card.html",
     view: str = "detail",
     problem: str | None = None,
+    status_code: int = 200,
 ) -> HTMLResponse:
     row = _find(db, alarm_id)
     return page(
@@ -280,13 +286,13 @@ def _card(
         clockface=clock,
         may_handle=_may_handle(who),
         problem=problem,
-        status_code=200 if row is not None else 404,
+        status_code=status_code if row is not None else 404,
     )
 
 
 @router.get("/alarms/{alarm_id}")
 def alarm_page(
-    request: Request, alarm_id: PathId, who: CentreUser, db: DbSession, now: NowMs, settings: Settings
+    *, request: Request, alarm_id: PathId, who: CentreUser, db: DbSession, now: NowMs, settings: Settings
 ) -> HTMLResponse:
     """One alarm; opening it is its first showing on an operator's screen (the timeline's
     "shown"), for those who handle alarms, as the API's `shown` is."""
@@ -297,7 +303,7 @@ def alarm_page(
 
 @router.get("/fragments/alarms/{alarm_id}")
 def alarm_fragment(
-    request: Request, alarm_id: PathId, who: CentreUser, db: DbSession, settings: Settings
+    *, request: Request, alarm_id: PathId, who: CentreUser, db: DbSession, settings: Settings
 ) -> HTMLResponse:
     return _card(request, who, db, Clockface(settings.time_zone), alarm_id)
 
@@ -305,22 +311,29 @@ def alarm_fragment(
 def _answer(
     request: Request,
     who: Principal,
+    alarm_id: str,
+    *,
     db: Session,
     settings: Settings,
-    alarm_id: str,
     view: str,
     problem: str | None,
 ) -> Response:
     """htmx: the alarm's card as it now stands (with the reason, if refused); a plain form
-    post: back to the alarm's page."""
+    post: the alarm's page (with the reason, if refused)."""
+    clock = Clockface(settings.time_zone)
     if request.headers.get("hx-request"):
         view = view if view in ("list", "detail") else "detail"
-        return _card(request, who, db, Clockface(settings.time_zone), alarm_id, view=view, problem=problem)
+        return _card(request, who, db, clock, alarm_id, view=view, problem=problem)
+    if problem is not None:
+        return _card(
+            request, who, db, clock, alarm_id, template="alarms_detail.html", problem=problem, status_code=409
+        )
     return RedirectResponse(f"/alarms/{alarm_id}", status_code=303)
 
 
 @router.post("/alarms/{alarm_id}/acknowledge")
 def acknowledge(
+    *,
     request: Request,
     alarm_id: PathId,
     who: CentreUser,
@@ -332,31 +345,32 @@ def acknowledge(
 ) -> Response:
     if not _may_handle(who):
         raise PageForbidden(who, request.url.path)
-    t = i18n.Translator(i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language")))
-    problem = None
+    t = i18n.Translator(language(request))
+    row = _find(db, alarm_id)
+    if row is None:
+        return _answer(request, who, alarm_id, db=db, settings=settings, view=view, problem=None)
+    node_id, problem = row.node_id, None
     # A savepoint: a refused or undeliverable acknowledgement leaves the alarm latched.
     attempt = db.begin_nested()
     try:
-        row = _find(db, alarm_id)
-        if row is None:
-            raise service.AlarmError(f"no bell alarm {alarm_id!r}")
         ack = service.acknowledge(db, alarm_id, who.subject, now)
-        nodes.send(row.node_id, ack)
+        nodes.send(node_id, ack)
     except service.AlarmError as error:
         attempt.rollback()
         problem = t("alarms.refused", reason=str(error))
     except ConnectionError as error:
-        # Not acknowledged then: the pole would never know (as the API answers 503).
+        # Not acknowledged then: the pole would never know (the API answers 503).
         attempt.rollback()
-        problem = t("alarms.refused", reason=t("alarms.no_link", node=row.node_id, reason=str(error)))
+        problem = t("alarms.refused", reason=t("alarms.no_link", node=node_id, reason=str(error)))
     else:
         attempt.commit()
-        Auditor(db, who, now)("alarm.acknowledge", f"alarm/{alarm_id}", node=row.node_id, lamp=ack.lamp)
-    return _answer(request, who, db, settings, alarm_id, view, problem)
+        Auditor(db, who, now)("alarm.acknowledge", f"alarm/{alarm_id}", node=node_id, lamp=ack.lamp)
+    return _answer(request, who, alarm_id, db=db, settings=settings, view=view, problem=problem)
 
 
 @router.post("/alarms/{alarm_id}/clear")
 def clear(
+    *,
     request: Request,
     alarm_id: PathId,
     who: CentreUser,
@@ -367,7 +381,7 @@ def clear(
 ) -> Response:
     if not _may_handle(who):
         raise PageForbidden(who, request.url.path)
-    t = i18n.Translator(i18n.choose(request.cookies.get(i18n.COOKIE), request.headers.get("accept-language")))
+    t = i18n.Translator(language(request))
     problem = None
     attempt = db.begin_nested()
     try:
@@ -380,4 +394,4 @@ def clear(
         row = _find(db, alarm_id)
         assert row is not None  # service.clear refuses an unknown alarm
         Auditor(db, who, now)("alarm.clear", f"alarm/{alarm_id}", node=row.node_id)
-    return _answer(request, who, db, settings, alarm_id, view, problem)
+    return _answer(request, who, alarm_id, db=db, settings=settings, view=view, problem=problem)

@@ -37,6 +37,168 @@ router = APIRouter(include_in_schema=False)
 TicketId = Annotated[str, Path(max_length=64)]
 NOTE_MAX: Final = 4000  # as the API's notes (fleet.faults.routes.Note)
 
+MESSAGES: Final[dict[str, dict[str, str]]] = {
+    "en": {
+        "tech.title": "My jobs",
+        "tech.all_jobs": "Open jobs",
+        "tech.jobs_of": "Jobs of {technician}",
+        "tech.none": "No open jobs. New ones appear here by themselves.",
+        "tech.count": "{n} open",
+        "tech.filter": "Technician",
+        "tech.filter_all": "everyone",
+        "tech.show": "Show",
+        "tech.left": "left",
+        "tech.paused": "paused",
+        "tech.no_clock": "no clock running",
+        "tech.assignee": "Assigned to",
+        "tech.unassigned": "nobody",
+        "tech.where": "Where",
+        "tech.district": "District",
+        "tech.address": "Address",
+        "tech.coordinates": "Coordinates",
+        "tech.map": "Open in maps",
+        "tech.no_place": "No site on record for this pole",
+        "tech.job": "Job",
+        "tech.severity": "Severity",
+        "tech.state": "State",
+        "tech.pole": "The pole now",
+        "tech.node": "Node",
+        "tech.online": "online",
+        "tech.offline": "offline",
+        "tech.unknown_node": "not known to the fleet",
+        "tech.last_seen": "Last seen",
+        "tech.ago.never": "never",
+        "tech.ago.seconds": "{n} s ago",
+        "tech.ago.minutes": "{n} min ago",
+        "tech.ago.hours": "{n} h ago",
+        "tech.ago.days": "{n} days ago",
+        "tech.open_faults": "Open faults",
+        "tech.no_faults": "none",
+        "tech.controller": "Pole controller",
+        "tech.door": "Cabinet door",
+        "tech.bell": "Emergency bell",
+        "tech.bell_none": "no bell at this site",
+        "tech.bell_waiting": "{n} alarm(s) waiting for the centre",
+        "tech.cond.ok": "no fault",
+        "tech.cond.fault": "fault",
+        "tech.cond.unknown": "no report yet",
+        "tech.door.open": "open",
+        "tech.door.closed": "closed",
+        "tech.door.closing": "closed (settling)",
+        "tech.door.unknown": "no report yet",
+        "tech.history": "History",
+        "tech.by": "by {who}",
+        "tech.check_in": "Check in: I am at the pole",
+        "tech.resolve": "Resolve",
+        "tech.resolve_note": "What was wrong and what you did",
+        "tech.report": "Send the work report",
+        "tech.report_note": "Work report: what was found, done and used",
+        "tech.closed": "This job is closed.",
+        "tech.note.required": "A note is required: say what you found and did.",
+        "tech.note.too_long": "The note is too long: at most {n} characters.",
+        "tech.note.control": "The note contains a control character; remove it.",
+        "tech.refused": "Not done",
+        "tech.not_yours": "Job {ticket} is assigned to {holder}, not to you ({who}).",
+        "tech.not_assigned": "Job {ticket} is not assigned to anyone, so not to you ({who}).",
+        "tech.ask_centre": "Ask the control centre to assign it to you.",
+        "tech.no_job": "There is no job {ticket}.",
+        "tech.gone": "This job is no longer open for you: it was closed or reassigned.",
+        "tech.back": "Back to my jobs",
+        "tech.clock.response": "Response",
+        "tech.clock.resolution": "Resolution",
+        "tech.clock.report": "Report",
+        "tech.state.open": "open",
+        "tech.state.acknowledged": "acknowledged",
+        "tech.state.dispatched": "dispatched",
+        "tech.state.on_site": "on site",
+        "tech.state.resolved": "resolved, report due",
+        "tech.state.reported": "reported",
+        "tech.state.cancelled": "cancelled",
+        "tech.verification.self-reported": "self-reported",
+        "tech.verification.node-verified": "verified by the node",
+    },
+    "ko": {
+        "tech.title": "내 작업",
+        "tech.all_jobs": "진행 중인 작업",
+        "tech.jobs_of": "{technician}의 작업",
+        "tech.none": "진행 중인 작업이 없습니다. 새 작업은 여기에 자동으로 표시됩니다.",
+        "tech.count": "{n}건 진행 중",
+        "tech.filter": "기사",
+        "tech.filter_all": "전체",
+        "tech.show": "보기",
+        "tech.left": "남음",
+        "tech.paused": "일시 중지",
+        "tech.no_clock": "진행 중인 기한 없음",
+        "tech.assignee": "담당",
+        "tech.unassigned": "없음",
+        "tech.where": "위치",
+        "tech.district": "구",
+        "tech.address": "주소",
+        "tech.coordinates": "좌표",
+        "tech.map": "지도에서 열기",
+        "tech.no_place": "이 폴의 개소 정보가 없습니다",
+        "tech.job": "작업",
+        "tech.severity": "등급",
+        "tech.state": "상태",
+        "tech.pole": "현재 폴 상태",
+        "tech.node": "노드",
+        "tech.online": "온라인",
+        "tech.offline": "오프라인",
+        "tech.unknown_node": "관제 시스템에 없는 노드",
+        "tech.last_seen": "마지막 수신",
+        "tech.ago.never": "없음",
+        "tech.ago.seconds": "{n}초 전",
+        "tech.ago.minutes": "{n}분 전",
+        "tech.ago.hours": "{n}시간 전",
+        "tech.ago.days": "{n}일 전",
+        "tech.open_faults": "진행 중인 장애",
+        "tech.no_faults": "없음",
+        "tech.controller": "폴 제어기",
+        "tech.door": "함체 문",
+        "tech.bell": "비상벨",
+        "tech.bell_none": "이 개소에는 비상벨이 없습니다",
+        "tech.bell_waiting": "관제센터 확인 대기 알람 {n}건",
+        "tech.cond.ok": "이상 없음",
+        "tech.cond.fault": "장애",
+        "tech.cond.unknown": "보고 없음",
+        "tech.door.open": "열림",
+        "tech.door.closed": "닫힘",
+        "tech.door.closing": "닫힘 (확인 중)",
+        "tech.door.unknown": "보고 없음",
+        "tech.history": "처리 이력",
+        "tech.by": "처리자 {who}",
+        "tech.check_in": "현장 도착 체크인",
+        "tech.resolve": "조치 완료",
+        "tech.resolve_note": "원인과 조치 내용",
+        "tech.report": "작업 보고서 제출",
+        "tech.report_note": "작업 보고서: 확인 내용, 조치, 사용 자재",
+        "tech.closed": "종료된 작업입니다.",
+        "tech.note.required": "메모를 입력하세요: 확인한 내용과 조치를 적어 주세요.",
+        "tech.note.too_long": "메모가 너무 깁니다: 최대 {n}자입니다.",
+        "tech.note.control": "메모에 제어 문자가 있습니다. 지워 주세요.",
+        "tech.refused": "처리되지 않음",
+        "tech.not_yours": "작업 {ticket}은(는) {holder}에게 배정되어 있습니다. {who}의 작업이 아닙니다.",
+        "tech.not_assigned": "작업 {ticket}은(는) 아무에게도 배정되지 않았습니다. {who}의 작업이 아닙니다.",
+        "tech.ask_centre": "관제센터에 배정을 요청하세요.",
+        "tech.no_job": "작업 {ticket}이(가) 없습니다.",
+        "tech.gone": "이 작업은 더 이상 진행 중이 아닙니다: 종료되었거나 다른 기사에게 배정되었습니다.",
+        "tech.back": "내 작업으로",
+        "tech.clock.response": "출동",
+        "tech.clock.resolution": "복구",
+        "tech.clock.report": "보고",
+        "tech.state.open": "접수",
+        "tech.state.acknowledged": "확인",
+        "tech.state.dispatched": "출동 지시",
+        "tech.state.on_site": "현장 도착",
+        "tech.state.resolved": "조치 완료, 보고 대기",
+        "tech.state.reported": "보고 완료",
+        "tech.state.cancelled": "취소",
+        "tech.verification.self-reported": "본인 신고",
+        "tech.verification.node-verified": "노드 확인",
+    },
+}
+i18n.register(MESSAGES)
+
 
 def field_user(request: Request, who: Viewer) -> Principal:
     """Whoever may work tickets in the field (technicians, operators, admins); not viewers."""
@@ -165,7 +327,7 @@ def open_jobs(db: Session, now: int, policy: SlaPolicy, *, technician: str | Non
     )
     if technician is not None:
         query = query.where(FaultTicketRow.assignee == technician)
-    jobs = [_job(row, site, now, policy) for row, site in db.execute(query).tuples()]
+    jobs = [_job(row, site, now, policy) for row, site in db.execute(query)]
     return sorted(jobs, key=urgency)
 
 
@@ -231,19 +393,22 @@ def pole_status(db: Session, node_id: str, now: int, policy: SlaPolicy) -> PoleS
         .outerjoin(Site, Site.id == Node.site_pk)
         .where(Node.node_id == node_id)
     ).one_or_none()
-    phases = {
-        kind: phase
-        for kind, phase in db.execute(
+    phases = dict(
+        db.execute(
             sa.select(FaultConditionRow.kind, FaultConditionRow.phase)
             .where(FaultConditionRow.node_id == node_id)
             .order_by(FaultConditionRow.id)
-        ).tuples()
-    }
-    faults = db.execute(
-        sa.select(FaultTicketRow)
-        .where(FaultTicketRow.node_id == node_id, FaultTicketRow.open_key.is_not(None))
-        .order_by(FaultTicketRow.opened_at_ms)
-    ).scalars()
+        ).all()
+    )
+    faults = (
+        db.execute(
+            sa.select(FaultTicketRow)
+            .where(FaultTicketRow.node_id == node_id, FaultTicketRow.open_key.is_not(None))
+            .order_by(FaultTicketRow.opened_at_ms)
+        )
+        .scalars()
+        .all()
+    )
     waiting = db.scalar(
         sa.select(sa.func.count())
         .select_from(BellAlarmRecord)
@@ -297,34 +462,40 @@ def note_problem(note: str) -> str | None:
 # --- routes -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class Visit:
+    """One request to the technician view: who asks, the request's transaction, the fleet's
+    clock and the SLA policy (what the TicketDesk needs too)."""
+
+    request: Request
+    who: Principal
+    db: Session
+    now: int
+    policy: SlaPolicy
+
+
+def visit(request: Request, who: FieldUser, db: DbSession, now: NowMs, policy: Policy) -> Visit:
+    return Visit(request, who, db, now, policy)
+
+
+Here = Annotated[Visit, Depends(visit)]
+Technician = Annotated[str, Query(max_length=128)]
+
+
 @router.get("/tech")
-def my_jobs(
-    request: Request,
-    who: FieldUser,
-    db: DbSession,
-    now: NowMs,
-    policy: Policy,
-    technician: Annotated[str, Query(max_length=128)] = "",
-) -> HTMLResponse:
-    mine = whose_jobs(who, technician)
-    jobs = open_jobs(db, now, policy, technician=mine)
-    return page(request, "tech_jobs.html", who, jobs=jobs, technician=mine or "", clock_text=clock_text)
+def my_jobs(here: Here, technician: Technician = "") -> HTMLResponse:
+    return _jobs(here, "tech_jobs.html", technician)
 
 
 @router.get("/tech/fragments/jobs")
-def my_jobs_fragment(
-    request: Request,
-    who: FieldUser,
-    db: DbSession,
-    now: NowMs,
-    policy: Policy,
-    technician: Annotated[str, Query(max_length=128)] = "",
-) -> HTMLResponse:
-    mine = whose_jobs(who, technician)
-    jobs = open_jobs(db, now, policy, technician=mine)
-    return page(
-        request, "fragments/tech_jobs.html", who, jobs=jobs, technician=mine or "", clock_text=clock_text
-    )
+def my_jobs_fragment(here: Here, technician: Technician = "") -> HTMLResponse:
+    return _jobs(here, "fragments/tech_jobs.html", technician)
+
+
+def _jobs(here: Visit, template: str, technician: str) -> HTMLResponse:
+    mine = whose_jobs(here.who, technician)
+    jobs = open_jobs(here.db, here.now, here.policy, technician=mine)
+    return page(here.request, template, here.who, jobs=jobs, technician=mine or "", clock_text=clock_text)
 
 
 def _find(db: Session, ticket_id: str) -> tuple[FaultTicketRow, Site | None] | None:
@@ -337,12 +508,16 @@ def _find(db: Session, ticket_id: str) -> tuple[FaultTicketRow, Site | None] | N
     return (found[0], found[1]) if found is not None else None
 
 
+def _refused(here: Visit, ticket_id: str, holder: str | None) -> HTMLResponse:
+    """No such job (`holder` None), or not this technician's (`holder`: its assignee or "")."""
+    status = 404 if holder is None else 403
+    return page(
+        here.request, "tech_refused.html", here.who, status_code=status, ticket_id=ticket_id, holder=holder
+    )
+
+
 def _job_page(
-    request: Request,
-    who: Principal,
-    db: Session,
-    now: int,
-    policy: SlaPolicy,
+    here: Visit,
     ticket_id: str,
     *,
     status_code: int = 200,
@@ -350,22 +525,22 @@ def _job_page(
     note_error: str = "",
     note: str = "",
 ) -> HTMLResponse:
-    found = _find(db, ticket_id)
+    found = _find(here.db, ticket_id)
     if found is None:
-        return page(request, "tech_refused.html", who, status_code=404, ticket_id=ticket_id, holder=None)
+        return _refused(here, ticket_id, None)
     row, site = found
-    holder = refusal(who, row)
+    holder = refusal(here.who, row)
     if holder is not None:
-        return page(request, "tech_refused.html", who, status_code=403, ticket_id=ticket_id, holder=holder)
+        return _refused(here, ticket_id, holder)
     ticket = row.ticket()
     return page(
-        request,
+        here.request,
         "tech_job.html",
-        who,
+        here.who,
         status_code=status_code,
-        job=_job(row, site, now, policy),
+        job=_job(row, site, here.now, here.policy),
         ticket=ticket,
-        pole=pole_status(db, row.node_id, now, policy),
+        pole=pole_status(here.db, row.node_id, here.now, here.policy),
         actions=[a.value for a in _field_actions(ticket.state)],
         error=error,
         note_error=note_error,
@@ -381,61 +556,47 @@ def _field_actions(state: TicketState) -> list[Action]:
 
 
 @router.get("/tech/jobs/{ticket_id}")
-def job(
-    request: Request, ticket_id: TicketId, who: FieldUser, db: DbSession, now: NowMs, policy: Policy
-) -> HTMLResponse:
-    return _job_page(request, who, db, now, policy, ticket_id)
+def job(ticket_id: TicketId, here: Here) -> HTMLResponse:
+    return _job_page(here, ticket_id)
 
 
 @router.get("/tech/fragments/jobs/{ticket_id}")
-def job_status_fragment(
-    request: Request, ticket_id: TicketId, who: FieldUser, db: DbSession, now: NowMs, policy: Policy
-) -> HTMLResponse:
-    found = _find(db, ticket_id)
-    if found is None or refusal(who, found[0]) is not None:
-        # Closed under the page, or reassigned: say so in place of the status.
-        return page(request, "fragments/tech_job_gone.html", who, ticket_id=ticket_id)
+def job_status_fragment(ticket_id: TicketId, here: Here) -> HTMLResponse:
+    found = _find(here.db, ticket_id)
+    if found is None or refusal(here.who, found[0]) is not None:
+        # Reassigned under the page: say so in place of the status.
+        return page(here.request, "fragments/tech_job_gone.html", here.who, ticket_id=ticket_id)
     row, site = found
     return page(
-        request,
+        here.request,
         "fragments/tech_job_status.html",
-        who,
-        job=_job(row, site, now, policy),
+        here.who,
+        job=_job(row, site, here.now, here.policy),
         ticket=row.ticket(),
-        pole=pole_status(db, row.node_id, now, policy),
+        pole=pole_status(here.db, row.node_id, here.now, here.policy),
         clock_text=clock_text,
         ago=ago,
     )
 
 
-def _step(
-    request: Request,
-    who: Principal,
-    db: Session,
-    now: int,
-    policy: SlaPolicy,
-    ticket_id: str,
-    action: Action,
-    note: str,
-) -> Response:
-    """One field step through the API's TicketDesk; the job page again, or why it was refused."""
+def _step(here: Visit, ticket_id: str, action: Action, note: str = "") -> Response:
+    """One field step through the API's TicketDesk (its rules, its audit entry); then the job
+    page again (303, so a reload does not post twice), or the page saying why not."""
     if action in (Action.RESOLVE, Action.REPORT) and (problem := note_problem(note)):
-        t = i18n.Translator(language(request))
-        return _job_page(
-            request, who, db, now, policy, ticket_id, status_code=422, note_error=t(problem, n=NOTE_MAX), note=note
-        )
-    desk = TicketDesk(db, now, policy, Auditor(db, who, now))
+        reason = i18n.Translator(language(here.request))(problem, n=NOTE_MAX)
+        return _job_page(here, ticket_id, status_code=422, note_error=reason, note=note)
+    desk = TicketDesk(here.db, here.now, here.policy, Auditor(here.db, here.who, here.now))
     verification = Verification.SELF_REPORTED if action in (Action.ARRIVE, Action.RESOLVE) else None
     extra: dict[str, object] = {"verification": verification} if verification else {}
     try:
-        with db.begin_nested():  # a refused step leaves nothing behind, not even the lock's read
-            desk.step(ticket_id, who, action, note=note.strip(), **extra)
+        with here.db.begin_nested():  # a refused step leaves nothing behind
+            desk.step(ticket_id, here.who, action, note=note.strip(), **extra)
     except UnknownTicket:
-        return page(request, "tech_refused.html", who, status_code=404, ticket_id=ticket_id, holder=None)
+        return _refused(here, ticket_id, None)
     except ApiError as refused:
-        return _job_page(request, who, db, now, policy, ticket_id, status_code=refused.status, error=refused.message)
+        return _job_page(here, ticket_id, status_code=refused.status, error=refused.message, note=note)
     except (IllegalTransition, StepRefused) as refused:
-        return _job_page(request, who, db, now, policy, ticket_id, status_code=409, error=str(refused), note=note)
+        return _job_page(here, ticket_id, status_code=409, error=str(refused), note=note)
     return RedirectResponse(f"/tech/jobs/{ticket_id}", status_code=303)
 
 
@@ -443,36 +604,18 @@ Note = Annotated[str, Form()]
 
 
 @router.post("/tech/jobs/{ticket_id}/check-in")
-def check_in(
-    request: Request, ticket_id: TicketId, who: FieldUser, db: DbSession, now: NowMs, policy: Policy
-) -> Response:
+def check_in(ticket_id: TicketId, here: Here) -> Response:
     """Self-reported, as the API's check-in: the node's signed visit, if one comes, is the
     verified record."""
-    return _step(request, who, db, now, policy, ticket_id, Action.ARRIVE, "")
+    return _step(here, ticket_id, Action.ARRIVE)
 
 
 @router.post("/tech/jobs/{ticket_id}/resolve")
-def resolve(
-    request: Request,
-    ticket_id: TicketId,
-    who: FieldUser,
-    db: DbSession,
-    now: NowMs,
-    policy: Policy,
-    note: Note = "",
-) -> Response:
-    return _step(request, who, db, now, policy, ticket_id, Action.RESOLVE, note)
+def resolve(ticket_id: TicketId, here: Here, note: Note = "") -> Response:
+    return _step(here, ticket_id, Action.RESOLVE, note)
 
 
 @router.post("/tech/jobs/{ticket_id}/report")
-def report(
-    request: Request,
-    ticket_id: TicketId,
-    who: FieldUser,
-    db: DbSession,
-    now: NowMs,
-    policy: Policy,
-    note: Note = "",
-) -> Response:
+def report(ticket_id: TicketId, here: Here, note: Note = "") -> Response:
     """The work report: what was found and done. Closes the job."""
-    return _step(request, who, db, now, policy, ticket_id, Action.REPORT, note)
+    return _step(here, ticket_id, Action.REPORT, note)

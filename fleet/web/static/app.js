@@ -6,10 +6,21 @@
   var offset = Number(body.dataset.serverNow || Date.now()) - Date.now();
   function now() { return Date.now() + offset; }
 
-  // A lost live stream is shown, and htmx's SSE extension reconnects by itself.
+  // The live stream (/live, server-sent events) says what changed; each change becomes a
+  // `live:<name>` event on the body, which fragments listen for
+  // (hx-trigger="live:alarms from:body"). EventSource reconnects by itself; a lost stream
+  // is shown meanwhile.
   var lost = document.getElementById("live-lost");
-  document.addEventListener("htmx:sseError", function () { if (lost) lost.hidden = false; });
-  document.addEventListener("htmx:sseOpen", function () { if (lost) lost.hidden = true; });
+  if (body.dataset.live && window.EventSource) {
+    var source = new EventSource(body.dataset.live);
+    ["alarms", "faults", "nodes"].forEach(function (name) {
+      source.addEventListener(name, function () {
+        if (window.htmx) window.htmx.trigger(body, "live:" + name);
+      });
+    });
+    source.onopen = function () { if (lost) lost.hidden = true; body.dataset.liveOpen = "1"; };
+    source.onerror = function () { if (lost) lost.hidden = false; };
+  }
 
   // A fragment that could not be fetched says so instead of leaving a blank.
   var apiError = document.getElementById("api-error");

@@ -15,11 +15,13 @@ import uvicorn
 class ApiServer:
     """`with ApiServer(app) as server:` then call `http://127.0.0.1:{server.port}`."""
 
-    def __init__(self, app: Any, *, timeout: float = 30.0) -> None:
+    def __init__(self, app: Any, *, port: int = 0, timeout: float = 30.0) -> None:
         self.app = app
         self.timeout = timeout
-        self.port = 0
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.port = port  # 0: a free one
+        # Open event streams (/live) never end by themselves: a stop cuts them after a second.
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1)
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
@@ -30,7 +32,8 @@ class ApiServer:
         # Made as uvicorn makes its own (IPPROTO_TCP): a plain socket() leaves Nagle's algorithm
         # on for the connections, and a reused keep-alive connection then waits ~40 ms per answer.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a restart takes its port back
+        sock.bind(("127.0.0.1", self.port))
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="fleet-api", daemon=True

@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Browser, expect
 
+from fleet.api.app import create_app
 from protocols import messages as m
 from tests.fleet.api import seed
 from tests.web.conftest import Dashboard, shoot
+from watchpost.apiserver import ApiServer
+from watchpost.broker import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.broker, pytest.mark.postgres]
 T0 = 1_764_000_000_000
@@ -81,3 +84,35 @@ def test_the_language_switches_and_stays(dashboard: Dashboard, chromium: Browser
     korean_browser = dashboard.context(chromium, "operator-7", lang="ko").new_page()
     korean_browser.goto("/")
     expect(korean_browser.locator("h1")).to_have_text("전체 현황")  # no choice yet: the browser's language
+
+
+def test_a_lost_live_stream_is_shown_and_what_happened_meanwhile_arrives(
+    dashboard: Dashboard, chromium: Browser
+) -> None:
+    seed.add_node(dashboard.engine, "pole-0001")
+    # A fleet process of this test's own, to stop and start again on the same port.
+    port = free_port()
+    fleet = ApiServer(create_app(dashboard.engine), port=port).__enter__()
+    context = chromium.new_context(base_url=f"http://127.0.0.1:{port}")
+    context.add_cookies(
+        [{"name": "wp_session", "value": dashboard.tokens["operator-7"], "url": f"http://127.0.0.1:{port}"}]
+    )
+    page = context.new_page()
+    try:
+        page.goto("/")
+        expect(page.locator("body")).to_have_attribute("data-live-open", "1")
+        expect(page.locator("#live-lost")).to_be_hidden()
+        fleet.__exit__(None, None, None)  # the fleet process goes away
+        expect(page.locator("#live-lost")).to_be_visible()
+        expect(page.locator("#live-lost")).to_have_text("Live updates lost: reconnecting…")
+        # A bell is pressed while the page cannot hear: it must still reach the screen.
+        seed.press_bell(
+            dashboard.engine, "pole-0001", alarm_id="alarm-5", pressed_at=T0, received_at=T0 + 100
+        )
+        fleet = ApiServer(create_app(dashboard.engine), port=port).__enter__()
+        expect(page.locator("#live-lost")).to_be_hidden(timeout=15_000)
+        expect(page.locator(".alarm-banner")).to_contain_text("pole-0001")
+        expect(page.locator("[data-count=latched]")).to_have_text("1")
+    finally:
+        context.close()
+        fleet.__exit__(None, None, None)

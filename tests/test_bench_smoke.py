@@ -291,3 +291,21 @@ def test_dashboard_prints_paint_times_and_page_weight_beside_the_empty_fleet() -
     assert 0 < empty < full  # the nodes' cells weigh something; the layout alone is the floor
     assert re.search(r"^  overview\s+300 nodes \(30 offline, 45 with open faults\)", output, re.MULTILINE)
     assert "target p95 < 1000 ms" in output
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+@pytest.mark.browser
+def test_alarm_screen_prints_press_to_banner_beside_the_broker_delivery() -> None:
+    output = run_quick("alarm_screen.py")
+    assert_header(output)
+    latencies = latencies_of(output)
+    for label in (
+        "bell alarm published -> banner on the operator's screen",
+        "reference: the same alarms delivered to an MQTT subscriber",
+    ):
+        p50, p99, unit = latencies[label]
+        assert unit == "ms", label
+        assert 0 < p50 <= p99, label
+    assert "target p99 <= 1000 ms" in output
+    assert "3 alarms of one node" in output

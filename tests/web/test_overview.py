@@ -38,6 +38,10 @@ def test_the_overview_shows_the_fleet_and_a_bell_alarm_arrives_live(
     page.fill("#search", "0011")
     expect(page.locator(".cell")).to_have_text(["pole-0011"])
     shoot(page, "overview-desktop")
+    phone = dashboard.context(chromium, "operator-7", phone=True).new_page()
+    phone.goto("/")
+    expect(phone.locator("[data-count=nodes]")).to_have_text("12")
+    shoot(phone, "overview-phone")
 
     # The pole's node is born and its bell is pressed: the banner comes over the live stream.
     dashboard.send(

@@ -166,14 +166,19 @@ def _faults(
 
 
 def apply_telemetry(
-    session: Session, readings: list[tuple[str, m.Telemetry, int]]
+    session: Session,
+    readings: list[tuple[str, m.Telemetry, int]],
+    *,
+    rollup_into: rollups.RollupBuffer | None = None,
 ) -> tuple[list[NodeReading], list[str]]:
     """Many nodes' telemetry at once (node id, message, received ms), in a few statements (the
     nodes, their storage devices, their metrics' 5-minute roll-ups, last seen): the bulk of
     the stream. Telemetry changes no session state (protocols.session): it is accepted
     from a node that is online, and asks for a rebirth otherwise. Returns the readings for the
     time series and the nodes to ask for a rebirth. The caller applies the messages around it
-    in order, so every node's state here is the one the telemetry arrived in."""
+    in order, so every node's state here is the one the telemetry arrived in. With
+    `rollup_into`, the roll-ups are merged there for the caller to store later (the ingest
+    writes them once a second) instead of in this transaction."""
     node_ids = sorted({node_id for node_id, _, _ in readings})
     known = {
         node_id: (node_pk, online, site_id)
@@ -201,7 +206,11 @@ def apply_telemetry(
             accepted.append(NodeReading(node_id, site_id, message))
     if storage:
         _store_devices(session, storage)
-    rollups.store(session, rollups.aggregate(history))
+    folded = rollups.aggregate(history)
+    if rollup_into is None:
+        rollups.store(session, folded)
+    else:
+        rollup_into.add(folded)
     if seen:
         # Core UPDATE, executemany: one statement for the batch (not the ORM's by-primary-key).
         statement = (

@@ -39,6 +39,7 @@ from fleet.faults import store as faults_store
 from fleet.ingest.apply import Applied, FaultPolicy, apply, apply_telemetry
 from fleet.ingest.liveness import expire_silent
 from fleet.ingest.visits import VisitResult
+from fleet.inventory import rollups
 from fleet.tsdb import NodeReading, TimeSeriesError, TimeSeriesWriter
 from protocols import messages as m
 from protocols.errors import ContractError, TopicError
@@ -129,6 +130,8 @@ class Ingest:
         self._stop = threading.Event()
         self._busy = False
         self._consumer = threading.Thread(target=self._consume, name="fleet-ingest", daemon=True)
+        # Telemetry roll-ups of committed batches, written once a second by `_settle`.
+        self._rollups = rollups.RollupBuffer()
         self._rebirth_asked: dict[str, float] = {}  # node -> monotonic time, to ask once a while
         self._logged: dict[str, tuple[float, int]] = {}  # warning key -> (monotonic, suppressed)
         self._listening_since: int | None = None  # clock ms of the broker connection, None if lost
@@ -234,9 +237,24 @@ class Ingest:
                 # Woken by stop(): a fleet shutting down during an outage does not sit out the wait.
                 self._stop.wait(random.uniform(0, min(self.settings.retry_max_s, 0.2 * 2**attempt)))
             self._busy = False
+        self._flush_rollups()  # what the last batches rolled up, before the thread ends
+
+    def _flush_rollups(self) -> None:
+        buckets = self._rollups.drain()
+        if not buckets:
+            return
+        try:
+            with Session(self.engine) as session, session.begin():
+                rollups.store(session, buckets)
+        except sa.exc.SQLAlchemyError as error:
+            self._rollups.add(buckets)  # kept for the next flush
+            self.counters.db_failures += 1
+            log.error("fleet ingest: could not write %d telemetry roll-ups: %s", len(buckets), error)
 
     def _settle(self) -> None:
-        """Silent nodes go offline, then debounced faults whose wait is over open or clear."""
+        """Silent nodes go offline, then debounced faults whose wait is over open or clear;
+        the telemetry roll-ups gathered since the last time are written."""
+        self._flush_rollups()
         now = self._clock_ms()
         listening_since = self._listening_since
         # Everything received up to `heard_until` is in the database.
@@ -266,6 +284,7 @@ class Ingest:
         readings: list[NodeReading] = []
         rebirths: list[str] = []
         tally = IngestCounters()  # what this batch did, counted only once it is in the database
+        rolled = rollups.RollupBuffer()  # kept only once the batch is committed
         try:
             with Session(self.engine) as session, session.begin():
                 telemetry: list[tuple[str, m.Telemetry, int]] = []
@@ -273,7 +292,7 @@ class Ingest:
                 def flush_telemetry() -> None:
                     # Before any other message, so it sees the node as the telemetry did.
                     if telemetry:
-                        accepted, asked = apply_telemetry(session, telemetry)
+                        accepted, asked = apply_telemetry(session, telemetry, rollup_into=rolled)
                         readings.extend(accepted)
                         rebirths.extend(asked)
                         tally.applied += len(telemetry)
@@ -300,6 +319,7 @@ class Ingest:
             log.error("fleet ingest: database unavailable, %d messages wait: %s", len(batch), error)
             return False
         self._count(tally)
+        self._rollups.add(rolled.drain())
         if readings and self.tsdb is not None:
             try:
                 self.tsdb.write(readings)

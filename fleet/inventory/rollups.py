@@ -60,6 +60,12 @@ class Bucket:
         self.sum_value += value
         self.count += 1
 
+    def merge(self, other: Bucket) -> None:
+        self.min_value = min(self.min_value, other.min_value)
+        self.max_value = max(self.max_value, other.max_value)
+        self.sum_value += other.sum_value
+        self.count += other.count
+
     @property
     def mean(self) -> float:
         return self.sum_value / self.count
@@ -88,6 +94,32 @@ def values(readings: m.Readings) -> Iterable[tuple[str, float]]:
             yield f"wear_pct:{disk.device}", float(disk.wear_pct)
         if disk.free_bytes is not None:
             yield f"free_bytes:{disk.device}", float(disk.free_bytes)
+
+
+class RollupBuffer:
+    """Buckets gathered over several batches and written together (`drain` then `store`): a
+    node's readings within one 5-minute bucket merge here, so the database takes one row per
+    node and metric a flush instead of one per reading. Used by one thread (the ingest's)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[Key, Bucket] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def add(self, buckets: dict[Key, Bucket]) -> None:
+        for key, bucket in buckets.items():
+            found = self._buckets.get(key)
+            if found is None:
+                self._buckets[key] = Bucket(
+                    bucket.min_value, bucket.max_value, bucket.sum_value, bucket.count
+                )
+            else:
+                found.merge(bucket)
+
+    def drain(self) -> dict[Key, Bucket]:
+        buckets, self._buckets = self._buckets, {}
+        return buckets
 
 
 def aggregate(readings: Iterable[tuple[str, m.Telemetry]]) -> dict[Key, Bucket]:

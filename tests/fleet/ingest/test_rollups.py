@@ -130,3 +130,23 @@ def test_aggregate_folds_a_batch_without_a_database() -> None:
     buckets = rollups.aggregate([("pole-0001", reading(B0 + 1, 10.0)), ("pole-0001", reading(B0 + 2, 30.0))])
     cpu = buckets[("pole-0001", "cpu_temp_c", B0)]
     assert (cpu.min_value, cpu.max_value, cpu.mean, cpu.count) == (10.0, 30.0, 20.0, 2)
+
+
+def test_a_buffer_merges_batches_before_they_are_written(fleet_engine: sa.Engine) -> None:
+    # As the ingest does: each committed batch's roll-ups into one buffer, written once a second.
+    buffer = rollups.RollupBuffer()
+    with Session(fleet_engine) as session, session.begin():
+        born(session, "pole-0001")
+    for batch in ([reading(B0 + 1_000, 40.0)], [reading(B0 + 2_000, 46.0)], [reading(B1 + 1, 50.0)]):
+        with Session(fleet_engine) as session, session.begin():
+            apply_telemetry(session, [("pole-0001", t, t.ts) for t in batch], rollup_into=buffer)
+    assert stored(fleet_engine) == {}  # nothing written yet: it waits in the buffer
+    assert len(buffer) == 6  # cpu, wear and free space, in two buckets
+    with Session(fleet_engine) as session, session.begin():
+        rollups.store(session, buffer.drain())
+    assert len(buffer) == 0
+    cpu = {key: value for key, value in stored(fleet_engine).items() if key[1] == "cpu_temp_c"}
+    assert cpu == {
+        ("pole-0001", "cpu_temp_c", B0): (40.0, 46.0, 43.0, 2),  # (40 + 46) / 2
+        ("pole-0001", "cpu_temp_c", B1): (50.0, 50.0, 50.0, 1),
+    }

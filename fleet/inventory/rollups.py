@@ -2,9 +2,10 @@
 SQLite too (the time series database, fleet.tsdb, may not be there): each metric of each node
 as min, max, sum and count per 5-minute bucket of the node's own `ts`.
 
-`aggregate` folds a batch of readings in Python (pure); `store` writes the batch as one
-multi-row upsert that merges into buckets already stored (ingest calls both from
-fleet.ingest.apply.apply_telemetry); `history` reads them back for the node page.
+`aggregate` folds a batch of readings in Python (pure); `store` writes buckets as one
+multi-row upsert that merges into buckets already stored; `RollupBuffer` gathers the buckets
+of several batches (the ingest writes it once a second); `history` reads them back for the
+node page.
 
 Metric names: the reading's field for node-wide values (`cpu_temp_c`), `field:part` for a
 camera's or a storage device's (`fps:cam-1`, `wear_pct:mmcblk0`).

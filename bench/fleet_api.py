@@ -53,10 +53,8 @@ import json
 import logging
 import multiprocessing
 import shutil
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,7 +63,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import sqlalchemy as sa
-import uvicorn
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.orm import Session
 
@@ -84,6 +81,7 @@ from fleet.inventory.models import Camera, Controller, Node, Site
 from fleet.inventory.routes import list_nodes
 from protocols import messages as m
 from protocols.topics import PREFIX, Kind, node_topic
+from watchpost.apiserver import ApiServer
 from watchpost.broker import MosquittoBroker
 from watchpost.postgres import PostgresCluster
 
@@ -145,34 +143,16 @@ def serve_fleet(url: str, broker_port: int | None, pipe: Connection) -> None:
                 faults=FaultPolicy(rules=OFFLINE_AT_ONCE),
             )
             ingest.start()
-        server, thread, port = _serve(create_app(engine))
+        server = ApiServer(create_app(engine)).__enter__()
     except Exception as error:
         pipe.send(f"the fleet did not start: {error!r}")
         raise
-    pipe.send(port)
+    pipe.send(server.port)
     pipe.recv()  # "stop", or EOF when the benchmark died
-    server.should_exit = True
-    thread.join(timeout=10)
+    server.__exit__(None, None, None)
     if ingest is not None:
         ingest.stop()
     engine.dispose()
-
-
-def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, int]:
-    # IPPROTO_TCP, like the listener uvicorn opens from a host and port: asyncio sets TCP_NODELAY
-    # only on connections of such sockets. `socket.socket()` has proto 0, and each keep-alive
-    # response's body then waits ~40 ms for the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("the API server did not start")
-        time.sleep(0.01)
-    return server, thread, port
 
 
 @contextlib.contextmanager

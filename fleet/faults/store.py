@@ -130,6 +130,16 @@ def open_tickets(session: Session) -> list[FaultTicketRow]:
     )
 
 
+def open_fault_counts() -> sa.Subquery:
+    """Per node, how many faults are being worked (`node_id`, `n`): for node listings."""
+    return (
+        sa.select(FaultTicketRow.node_id, sa.func.count().label("n"))
+        .where(FaultTicketRow.open_key.is_not(None))
+        .group_by(FaultTicketRow.node_id)
+        .subquery()
+    )
+
+
 def ticket_for_update(session: Session, ticket_id: str) -> FaultTicketRow:
     """The ticket's row, locked until the caller's transaction ends; UnknownTicket if none."""
     row = session.scalars(

@@ -17,7 +17,7 @@ from fleet.access.tokens import Principal
 from fleet.api.deps import Audit, DbSession, Nodes, NowMs, PathId, require
 from fleet.api.errors import ApiError, not_found
 from fleet.commands import new_command_id
-from fleet.faults.store import FaultTicketRow
+from fleet.faults.store import FaultTicketRow, open_fault_counts
 from fleet.inventory.csv_import import CsvImportError, import_sites
 from fleet.inventory.models import Camera, CameraPurpose, Controller, Node, Site, SiteTag
 from protocols import messages as m
@@ -113,19 +113,10 @@ class CommandSent(BaseModel):
     name: str
 
 
-def _open_faults() -> sa.Subquery:
-    return (
-        sa.select(FaultTicketRow.node_id, sa.func.count().label("n"))
-        .where(FaultTicketRow.open_key.is_not(None))
-        .group_by(FaultTicketRow.node_id)
-        .subquery()
-    )
-
-
 def _node_rows(db: Session, query: sa.Select[Node]) -> list[NodeState]:
     """The rows `query` selects (its filters, order and limit), as plain columns: loading whole
     ORM objects would cost more than the SQL for a page of 3,000 (bench/fleet_api.py)."""
-    faults = _open_faults()
+    faults = open_fault_counts()
     rows = db.execute(
         query.with_only_columns(
             Node.node_id,

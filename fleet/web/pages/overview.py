@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from fleet.alarms.models import BellAlarmRecord
 from fleet.api.deps import DbSession
-from fleet.faults.store import CLOSED_STATES, FaultTicketRow
+from fleet.faults.store import CLOSED_STATES, FaultTicketRow, open_fault_counts
 from fleet.inventory.models import Node, Site
 from fleet.web.render import page
 from fleet.web.session import CentreUser, Viewer
@@ -42,12 +42,7 @@ class DistrictRow:
 
 
 def node_cells(db: Session, *, district: str = "", search: str = "") -> list[NodeCell]:
-    open_faults = (
-        sa.select(FaultTicketRow.node_id)
-        .where(FaultTicketRow.open_key.is_not(None))
-        .group_by(FaultTicketRow.node_id)
-        .subquery()
-    )
+    open_faults = open_fault_counts()
     query = (
         sa.select(Node.node_id, Node.online, Site.site_id, Site.name, Site.district, open_faults.c.node_id)
         .outerjoin(Site, Node.site_pk == Site.id)

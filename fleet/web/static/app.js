@@ -24,17 +24,24 @@
 
   // A fragment that could not be fetched says so instead of leaving a blank.
   var apiError = document.getElementById("api-error");
+  var failedOn = null;  // the path whose request failed: its own success clears the notice
+  function pathOf(event) { return event.detail && event.detail.pathInfo && event.detail.pathInfo.requestPath; }
   function failed(event) {
     if (!apiError) return;
     var xhr = event.detail && event.detail.xhr;
     var reason = xhr && xhr.status ? "HTTP " + xhr.status : "no connection";
     apiError.textContent = (apiError.dataset.message || "%s").replace("%s", reason);
     apiError.hidden = false;
+    failedOn = pathOf(event);
   }
   document.addEventListener("htmx:responseError", failed);
   document.addEventListener("htmx:sendError", failed);
   document.addEventListener("htmx:afterRequest", function (event) {
-    if (apiError && event.detail.successful) apiError.hidden = true;
+    // Another fragment refreshing fine says nothing of the request that failed.
+    if (apiError && event.detail.successful && pathOf(event) === failedOn) {
+      apiError.hidden = true;
+      failedOn = null;
+    }
   });
 
   // A new bell alarm in the banner: a tone the operator hears across the room.

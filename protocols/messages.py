@@ -291,6 +291,9 @@ class OtaProgress(_Record, tag="ota", kw_only=True, frozen=True):
     release: Version
     state: OtaState
     progress: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None
+    # Why a node refused, failed or rolled back, as a short token the fleet counts by
+    # (e.g. "bad-signature", "hash-mismatch", "health-check"); `detail` says it in words.
+    reason: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9-]{0,63}$")] | None = None
     detail: Text = ""
 
 

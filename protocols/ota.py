@@ -66,14 +66,31 @@ class ManifestFile(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
             raise ValueError(f"file path {self.path!r} must be a plain relative path inside the release")
 
 
+# Artifact and delta names are single file names, fetched relative to the manifest's URL.
+FileName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")]
+
+
+class Artifact(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    """The release as one uncompressed POSIX tar holding exactly `Manifest.files` (regular
+    files only: no links, devices or directories outside the listed paths)."""
+
+    path: FileName
+    size: Annotated[int, Meta(ge=1, le=2**40)]
+    sha256: Sha256
+    format: Literal["tar"] = "tar"
+
+
 class Delta(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """A binary delta from `base_release`; the node falls back to the full files without it."""
+    """A binary delta (bsdiff4) that turns the artifact of `base_release` (by its SHA-256) into
+    this release's artifact; a node without that base, or whose patch fails, falls back to the
+    full artifact."""
 
     base_release: Version
     base_sha256: Sha256
-    path: Annotated[str, Meta(min_length=1, max_length=255)]
+    path: FileName
     size: Annotated[int, Meta(ge=0, le=2**40)]
     sha256: Sha256
+    format: Literal["bsdiff4"] = "bsdiff4"
 
 
 # Unknown fields are refused here (unlike MQTT payloads): a node must never install from a
@@ -84,6 +101,7 @@ class Manifest(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     component: Literal["edge-agent", "controller-firmware"]
     hardware: Annotated[list[Name], Meta(min_length=1, max_length=32)]
     files: Annotated[list[ManifestFile], Meta(min_length=1, max_length=10_000)]
+    artifact: Artifact
     created_at: EpochMs
     min_version: Version | None = None  # refuse to install over anything older
     delta: Delta | None = None
@@ -113,6 +131,19 @@ _document_decoder = msgspec.json.Decoder(_Document)
 def key_id(public_key: Ed25519PublicKey) -> str:
     raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def version_key(version: str) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:
+    """Sort key for a `Version` (semantic versioning precedence): 1.2.0-rc.1 < 1.2.0 < 1.2.1.
+    Build metadata (after `+`) does not order releases."""
+    core, _, _build = version.partition("+")
+    numbers, dash, pre = core.partition("-")
+    major, minor, patch = (int(part) for part in numbers.split("."))
+    if not dash:
+        return (major, minor, patch, 1, ())
+    # Numeric identifiers sort before alphanumeric ones, and numerically among themselves.
+    identifiers = tuple((0, int(x)) if x.isdigit() else (1, x) for x in pre.split("."))
+    return (major, minor, patch, 0, identifiers)
 
 
 def canonical_bytes(manifest: Manifest | Mapping[str, Any]) -> bytes:

@@ -236,12 +236,15 @@ def example_manifest() -> ota.Manifest:
                 mode="executable",
             ),
         ],
+        artifact=ota.Artifact(
+            path="edge-agent-1.5.0.tar", size=419_840, sha256=fake_sha256("edge-agent-1.5.0.tar")
+        ),
         created_at=TS - 86_400_000,
         min_version="1.3.0",
         delta=ota.Delta(
             base_release="1.4.2",
             base_sha256=fake_sha256("release 1.4.2"),
-            path="delta/1.4.2-to-1.5.0.bsdiff",
+            path="edge-agent-1.4.2-to-1.5.0.bsdiff4",
             size=61_204,
             sha256=fake_sha256("delta 1.4.2 to 1.5.0"),
         ),

@@ -31,10 +31,11 @@ MANIFEST = ota.Manifest(
         ota.ManifestFile(path="watchpost-0.2.0-py3-none-any.whl", size=412_331, sha256="1f" * 32),
         ota.ManifestFile(path="bin/watchpost", size=220, sha256="2e" * 32, mode="executable"),
     ],
+    artifact=ota.Artifact(path="edge-agent-0.2.0.tar", size=430_080, sha256="5b" * 32),
     created_at=1_764_000_000_000,
     min_version="0.1.0",
     delta=ota.Delta(
-        base_release="0.1.0", base_sha256="3d" * 32, path="delta.bsdiff", size=9_000, sha256="4c" * 32
+        base_release="0.1.0", base_sha256="3d" * 32, path="delta.bsdiff4", size=9_000, sha256="4c" * 32
     ),
 )
 
@@ -184,3 +185,22 @@ def test_deeply_nested_document_is_refused_not_a_crash(depth: int) -> None:
     result = ota.verify(document, trust(OLD_KEY))
     assert isinstance(result, errors.InvalidJson | errors.WrongType)
     assert "nested" in str(result)
+
+
+@pytest.mark.parametrize(
+    ("older", "newer"),
+    [
+        ("0.9.9", "0.10.0"),  # numerically, not as text
+        ("1.2.0-rc.1", "1.2.0"),  # a pre-release comes before its release
+        ("1.2.0-alpha", "1.2.0-alpha.1"),
+        ("1.2.0-alpha.2", "1.2.0-alpha.10"),
+        ("1.2.0-alpha.10", "1.2.0-beta"),  # numeric identifiers before alphanumeric ones
+        ("1.2.0", "1.2.1-rc.1"),
+    ],
+)
+def test_versions_order_by_semantic_versioning_precedence(older: str, newer: str) -> None:
+    assert ota.version_key(older) < ota.version_key(newer)
+
+
+def test_build_metadata_does_not_order_releases() -> None:
+    assert ota.version_key("1.2.0+build.7") == ota.version_key("1.2.0+build.9")

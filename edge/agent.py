@@ -57,6 +57,7 @@ from edge.storage import StorageConfig, StorageReport, probe_storage, start_shor
 from edge.system import SystemReadings, read_system
 from edge.systemd import Notifier
 from edge.uplink.mqtt import Downlink, TlsSettings, Uplink, UplinkSettings
+from edge.version import AGENT_VERSION
 from protocols import messages as m
 from protocols.ota import key_id
 from protocols.visits import public_key_text, sign_visit
@@ -66,7 +67,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AGENT_VERSION = "0.1.0"
 SELF_TESTS = ("bell-circuit", "cameras", "smart", "mqtt")
 MAX_VIDEO_BATCH = 1000  # records per VideoBatch (protocols.messages)
 

@@ -23,7 +23,11 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
 from msgspec import Meta
 
 from protocols import CONTRACT_VERSION
@@ -131,6 +135,23 @@ _document_decoder = msgspec.json.Decoder(_Document)
 def key_id(public_key: Ed25519PublicKey) -> str:
     raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def public_key_pem(public_key: Ed25519PublicKey) -> bytes:
+    """The text form of a release-signing public key (PEM SubjectPublicKeyInfo), as
+    `watchpost ota keygen` writes it and nodes and the fleet pin it."""
+    return public_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def parse_public_key(pem: bytes) -> Ed25519PublicKey:
+    """A release-signing public key from its PEM text; ValueError says what is wrong with it."""
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a PEM public key: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError(f"a {type(key).__name__}, not an Ed25519 public key")
+    return key
 
 
 def version_key(version: str) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:

@@ -204,3 +204,16 @@ def test_versions_order_by_semantic_versioning_precedence(older: str, newer: str
 
 def test_build_metadata_does_not_order_releases() -> None:
     assert ota.version_key("1.2.0+build.7") == ota.version_key("1.2.0+build.9")
+
+
+def test_a_public_key_survives_its_pem_text() -> None:
+    pem = ota.public_key_pem(OLD_KEY.public_key())
+    assert ota.key_id(ota.parse_public_key(pem)) == ota.key_id(OLD_KEY.public_key())
+
+
+@pytest.mark.parametrize(
+    "text", [b"", b"not a key", b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"]
+)
+def test_anything_but_an_ed25519_public_key_is_refused(text: bytes) -> None:
+    with pytest.raises(ValueError, match="public key"):
+        ota.parse_public_key(text)

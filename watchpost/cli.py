@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from watchpost import __version__
+from watchpost.ota.cli import ota as ota_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -200,6 +201,9 @@ def firmware_deploy(port: str, source: Path | None, timeout: float) -> None:
     for f in report.files:
         click.echo(f"{f.device_path:<24} {f.size:>7}  {f.sha256[:16]}")
     click.echo(f"firmware {report.version} on {report.port} in {report.seconds:.1f} s: {report.ready_line}")
+
+
+main.add_command(ota_commands)
 
 
 @main.group()

@@ -58,7 +58,7 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _package_files(root: Path, packages: Iterable[str]) -> dict[str, bytes]:
+def package_files(root: Path, packages: Iterable[str]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for package in packages:
         base = root / package
@@ -90,7 +90,7 @@ def stamp_version(files: dict[str, bytes], version_file: str, release: str) -> N
 
 def edge_agent_files(release: str, *, root: Path = REPO_ROOT) -> dict[str, bytes]:
     """The files of an edge-agent release built from the source tree at `root`."""
-    files = _package_files(root, EDGE_PACKAGES)
+    files = package_files(root, EDGE_PACKAGES)
     stamp_version(files, EDGE_VERSION_FILE, release)
     return files
 

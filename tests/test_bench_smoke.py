@@ -309,3 +309,20 @@ def test_alarm_screen_prints_press_to_banner_beside_the_broker_delivery() -> Non
         assert 0 < p50 <= p99, label
     assert "target p99 <= 1000 ms" in output
     assert "3 alarms of one node" in output
+
+
+def test_ota_delta_prints_the_delta_beside_the_full_and_gzipped_artifact() -> None:
+    output = run_quick("ota_delta.py")
+    assert_header(output)
+    sizes = dict(re.findall(r"^(\S.*?|  reference: .*?)\s{2,}([\d,]+) bytes", output, re.MULTILINE))
+    delta = int(sizes["download with the delta (bsdiff4)"].replace(",", ""))
+    full = int(sizes["  reference: full artifact (tar)"].replace(",", ""))
+    gzipped = int(sizes["  reference: full artifact, gzip -9"].replace(",", ""))
+    assert 0 < delta < full
+    assert 0 < gzipped < full
+    assert_positive(
+        figures(output),
+        "MB/s",
+        "applying the delta (bsdiff4.patch), output",
+        "reference: SHA-256 of the same artifact",
+    )

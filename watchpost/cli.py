@@ -203,6 +203,84 @@ def firmware_deploy(port: str, source: Path | None, timeout: float) -> None:
     click.echo(f"firmware {report.version} on {report.port} in {report.seconds:.1f} s: {report.ready_line}")
 
 
+# Exit codes of `watchpost firmware update` beyond click's 2 (usage).
+UPDATE_EXIT_REFUSED = 4  # nothing was switched; the controller runs what it ran
+UPDATE_EXIT_ROLLED_BACK = 5  # the new firmware did not come up; back on the previous one
+UPDATE_EXIT_NOT_ROLLED_BACK = 6  # it did not come up and switching back failed too
+
+
+@firmware.command("update")
+@click.option("--console", "console_port", required=True, help="The controller's console, e.g. /dev/ttyACM0.")
+@click.option("--uart", required=True, help="The controller's link UART, where its HELLO arrives.")
+@click.option(
+    "--from",
+    "from_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Directory holding the files of one firmware slot (a controller-firmware release).",
+)
+@click.option("--version", "version", required=True, help="The release: what version.py declares.")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the first HELLO.")
+@click.option(
+    "--stop-after",
+    default=None,
+    hidden=True,
+    help="Crash tests only: stop after this step (staging, verified, switched, waiting) until killed.",
+)
+def firmware_update(  # noqa: PLR0917  # click passes every option positionally
+    console_port: str, uart: str, from_dir: Path, version: str, timeout: float, stop_after: str | None
+) -> None:
+    """Install a firmware release into the idle slot over the console, switch, reset, and wait
+    for it in the first HELLO on the link; switch back if it does not come up. The edge agent
+    must not hold the UART meanwhile."""
+    import time
+
+    from edge.controller.firmware_update import (
+        STEPS,
+        FirmwareFile,
+        FirmwareUpdateError,
+        hello_version_on,
+        update_firmware,
+    )
+
+    if stop_after is not None and stop_after not in STEPS:
+        expected = ", ".join(STEPS)
+        raise click.BadParameter(f"{stop_after!r}: expected one of {expected}", param_hint="--stop-after")
+    files = [
+        FirmwareFile.of(path.relative_to(from_dir).as_posix(), path.read_bytes())
+        for path in sorted(from_dir.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.relative_to(from_dir).parts
+    ]
+
+    def step(name: str) -> None:
+        click.echo(f"step {name}")
+        if name == stop_after:
+            click.echo(f"stopped after {name}")
+            sys.stdout.flush()
+            while True:  # hold everything as it is until the test kills the process
+                time.sleep(3600)
+
+    started = time.monotonic()
+    try:
+        update_firmware(
+            console_port,
+            files,
+            version,
+            first_frame_version=hello_version_on(uart),
+            timeout_s=timeout,
+            progress=lambda state: click.echo(f"state {state}"),
+            step=step,
+        )
+    except FirmwareUpdateError as exc:
+        click.echo(f"update failed: {exc.reason}: {exc.detail}", err=True)
+        if exc.rolled_back:
+            sys.exit(UPDATE_EXIT_ROLLED_BACK)
+        if exc.reason in {"did-not-start", "version-mismatch"}:
+            sys.exit(UPDATE_EXIT_NOT_ROLLED_BACK)
+        sys.exit(UPDATE_EXIT_REFUSED)
+    click.echo(f"firmware {version} running on {console_port} after {time.monotonic() - started:.1f} s")
+
+
 main.add_command(ota_commands)
 
 

@@ -2,7 +2,10 @@
 file's SHA-256 on the device, reset, and wait for the firmware's ready line.
 
 The same steps serve a Pico on USB and the simulated controller (`watchpost.sim.console`):
-both are a serial port with a MicroPython REPL behind it. mpremote does the copying and runs
+both are a serial port with a MicroPython REPL behind it. The flash gets the slot layout that
+OTA updates use (docs/firmware.md, "Slots"): the boot selector `firmware/selector.py` as
+`/main.py`, the firmware in slot `/a`, and `/slot` saying "a". `slot_files()` is what goes into
+one slot, for `watchpost ota build` too. mpremote does the copying and runs
 the hashing snippet; this module reads the port itself (pyserial) only to watch the reboot,
 because mpremote's `soft-reset` leaves a board in raw REPL, where main.py does not run.
 Neighbours: `watchpost.cli` (`watchpost firmware deploy`), `protocols/link.py` (copied as is).
@@ -30,6 +33,9 @@ READY_PATTERN = re.compile(rb"watchpost-controller (\S+) ready[^\r\n]*")
 REPL_BANNER = b'Type "help()" for more information.'  # main.py has ended
 VERSION_NAME = "FIRMWARE_VERSION"
 HASH_CHUNK = 512  # bytes read per step on the device: small, for a 64 KiB heap
+SELECTOR_NAME = "selector.py"  # in the firmware directory; /main.py on the device, in no slot
+FACTORY_SLOT = "a"
+SLOT_STATE = "/slot"
 MPREMOTE_TIMEOUT = 120.0
 
 # Exit codes of `watchpost firmware deploy`, one per thing the technician must fix.
@@ -174,22 +180,74 @@ def firmware_version(source: Path) -> str:
     raise FirmwareSourceError(version_file, f'no {VERSION_NAME} = "x.y.z" assignment')
 
 
-def collect_firmware(source: Path, link_codec: Path) -> list[FirmwareFile]:
-    """Every `*.py` under `source` (same layout on the device) plus the link codec as `/link.py`."""
+def slot_sources(source: Path, link_codec: Path) -> list[tuple[str, Path]]:
+    """(path inside a slot, file) for every `*.py` under `source` but the boot selector, in
+    sorted order, then the link codec as `link.py`."""
     if not source.is_dir():
         raise FirmwareSourceError(source, "no such firmware directory (pass --source)")
     pairs = [
-        (path, "/" + path.relative_to(source).as_posix())
+        (path.relative_to(source).as_posix(), path)
         for path in sorted(source.rglob("*.py"))
         if "__pycache__" not in path.relative_to(source).parts
     ]
-    if any(device == "/link.py" for _, device in pairs):
+    pairs = [(inside, path) for inside, path in pairs if inside != SELECTOR_NAME]
+    if any(inside == "link.py" for inside, _ in pairs):
         raise FirmwareSourceError(source / "link.py", "collides with the link codec copied from protocols/")
-    pairs.append((link_codec, "/link.py"))
+    pairs.append(("link.py", link_codec))
+    return pairs
+
+
+def slot_files(source: Path | None = None, link_codec: Path | None = None) -> dict[str, bytes]:
+    """The files of one firmware slot: path inside the slot ("main.py", "drivers/lamp.py",
+    "link.py") -> content. `version.py` holds the one assignment FIRMWARE_VERSION = "...", so
+    a release tool may stamp it."""
+    pairs = slot_sources(source or repo_firmware_dir(), link_codec or link_codec_path())
+    return {inside: path.read_bytes() for inside, path in pairs}
+
+
+def selector_path(source: Path) -> Path:
+    """The boot selector: the firmware directory's own, else this checkout's."""
+    own = source / SELECTOR_NAME
+    return own if own.is_file() else repo_firmware_dir() / SELECTOR_NAME
+
+
+def collect_firmware(source: Path, link_codec: Path, *, slot: str = FACTORY_SLOT) -> list[FirmwareFile]:
+    """What a deploy writes: the slot's files under `/<slot>/`, then the boot selector as
+    `/main.py` (last, so a copy cut short leaves the old selector)."""
+    pairs = [(path, f"/{slot}/{inside}") for inside, path in slot_sources(source, link_codec)]
+    pairs.append((selector_path(source), "/main.py"))
     return [
         FirmwareFile(source=path, device_path=device, size=path.stat().st_size, sha256=sha256_of(path))
         for path, device in pairs
     ]
+
+
+def install_into(flash: Path, source: Path | None = None, *, slot: str = FACTORY_SLOT) -> None:
+    """Write the slot layout straight into a flash directory on this machine (the simulated
+    controller's), as a deploy would leave it."""
+    source = source or repo_firmware_dir()
+    for f in collect_firmware(source, link_codec_path(), slot=slot):
+        target = flash / f.device_path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(f.source, target)
+    state = flash / SLOT_STATE.lstrip("/")
+    temporary = state.with_name(state.name + ".new")
+    temporary.write_text(slot)
+    temporary.replace(state)
+
+
+def slot_state_snippet(slot: str) -> str:
+    # Runs on the device: the selector's state file, written as the selector writes it
+    # (relative names from the root: firmware/selector.py says why).
+    name = SLOT_STATE.lstrip("/")
+    return (
+        "import os\n"
+        "os.chdir('/')\n"
+        f"f = open({name + '.new'!r}, 'w')\n"
+        f"f.write({slot!r})\n"
+        "f.close()\n"
+        f"os.rename({name + '.new'!r}, {name!r})\n"
+    )
 
 
 def find_mpremote() -> str:
@@ -341,6 +399,8 @@ def deploy(
     copy_files(mpremote, port, files)
     progress("verifying SHA-256 on the device")
     verify_hashes(mpremote, port, {f.device_path: f.sha256 for f in files})
+    progress(f"selecting slot {FACTORY_SLOT}")
+    run_mpremote(mpremote, port, ["exec", slot_state_snippet(FACTORY_SLOT)], step="selecting the slot")
     progress("resetting the controller")
     ready_line = reset_and_wait_ready(port, version, timeout=ready_timeout)
     return DeployReport(

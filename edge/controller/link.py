@@ -189,6 +189,7 @@ class ControllerLink:
         self._peer_up = False
         self._transport_healthy = True
         self._pending: dict[CommandId, asyncio.Future[CommandResult]] = {}
+        self._hello_waiters: list[asyncio.Future[Hello]] = []
         self._counters = LinkCounters()
         self._task: asyncio.Task[None] | None = None
         # Unbounded on purpose: a bell press acknowledged on the link must never be dropped
@@ -258,6 +259,22 @@ class ControllerLink:
             raise CommandTimeout(command=name, command_id=command_id, timeout=limit) from None
         finally:
             self._pending.pop(command_id, None)
+
+    async def next_hello(self, timeout: float) -> Hello | None:
+        """The HELLO of the controller's next start, or None when none comes within `timeout`
+        seconds. The firmware update (edge.controller.firmware_update) waits on it for the
+        version the controller comes back with; the HELLO still goes on `items` as a
+        ControllerReset. Only HELLOs decoded after the call count."""
+        waiter: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
+        self._hello_waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                return await waiter
+        except TimeoutError:
+            return None
+        finally:
+            if waiter in self._hello_waiters:
+                self._hello_waiters.remove(waiter)
 
     # -- counters
 
@@ -360,6 +377,10 @@ class ControllerLink:
             return None
         if isinstance(message, Hello):
             self._counters.controller_resets += 1
+            for waiter in self._hello_waiters:
+                if not waiter.done():
+                    waiter.set_result(message)
+            self._hello_waiters.clear()
             reset = ControllerReset(now, message)
             self._put(reset)
             return reset

@@ -458,3 +458,22 @@ def test_command_builders_write_the_controller_vocabulary() -> None:
         payloads.ping(id="x" * 33)
     with pytest.raises(ValueError, match="no id"):
         payloads.command_header(b'{"cmd":"ping"}')
+
+
+def test_next_hello_returns_the_hello_of_the_next_start_only() -> None:
+    async def scenario() -> None:
+        controller, fake = fake_link()
+        async with controller:
+            await expect(controller, is_reset, timeout=1)  # the first start, before the wait
+            assert await controller.next_hello(0.2) is None
+            waiting = asyncio.create_task(controller.next_hello(2))
+            await asyncio.sleep(0.05)
+            fake.reset("watchdog")
+            hello = await waiting
+            assert hello is not None
+            assert hello.rst == "watchdog"
+            reset = await expect(controller, is_reset, timeout=1)  # still on the queue as well
+            assert isinstance(reset, ControllerReset)
+            assert reset.hello == hello
+
+    run(scenario())

@@ -21,6 +21,7 @@ from watchpost.deploy import (
     find_mpremote,
     firmware_version,
     link_codec_path,
+    slot_files,
     verify_hashes,
 )
 
@@ -61,9 +62,12 @@ def test_deploy_copies_verifies_and_sees_the_controller_ready(
     assert result.returncode == 0, result.stderr
     assert "watchpost-controller 9.9.9 ready reset=soft" in result.stdout
     assert "/drivers/lamp.py" in result.stdout
+    # The slot layout: the firmware in /a, the boot selector as /main.py, /slot saying "a".
     for name in ("main.py", "version.py", "drivers/lamp.py"):
-        assert (controller.flash / name).read_bytes() == (source / name).read_bytes()
-    assert (controller.flash / "link.py").read_bytes() == (REPO / "protocols" / "link.py").read_bytes()
+        assert (controller.flash / "a" / name).read_bytes() == (source / name).read_bytes()
+    assert (controller.flash / "a" / "link.py").read_bytes() == (REPO / "protocols" / "link.py").read_bytes()
+    assert (controller.flash / "main.py").read_bytes() == (REPO / "firmware" / "selector.py").read_bytes()
+    assert (controller.flash / "slot").read_text() == "a"
 
 
 @pytest.mark.micropython
@@ -75,7 +79,8 @@ def test_the_real_firmware_deploys_and_comes_back_reporting_its_version(
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"watchpost-controller {version} ready reset=soft" in result.stdout
     for source in (REPO / "firmware").glob("*.py"):
-        assert (controller.flash / source.name).read_bytes() == source.read_bytes()
+        installed = "main.py" if source.name == "selector.py" else f"a/{source.name}"
+        assert (controller.flash / installed).read_bytes() == source.read_bytes()
 
 
 @pytest.mark.micropython
@@ -93,10 +98,10 @@ def test_a_file_altered_on_the_device_is_named(controller: SimulatedController, 
     expected = {f.device_path: f.sha256 for f in report.files}
     verify_hashes(find_mpremote(), str(controller.console), expected)  # a clean copy passes
 
-    (controller.flash / "drivers" / "lamp.py").write_text("ON = 0\n")  # flash corruption
-    with pytest.raises(HashMismatchError, match=r"/drivers/lamp\.py") as caught:
+    (controller.flash / "a" / "drivers" / "lamp.py").write_text("ON = 0\n")  # flash corruption
+    with pytest.raises(HashMismatchError, match=r"/a/drivers/lamp\.py") as caught:
         verify_hashes(find_mpremote(), str(controller.console), expected)
-    assert set(caught.value.mismatches) == {"/drivers/lamp.py"}
+    assert set(caught.value.mismatches) == {"/a/drivers/lamp.py"}
     assert caught.value.exit_code == EXIT_HASH
 
 
@@ -132,7 +137,18 @@ def test_the_version_is_read_without_importing(tmp_path: Path) -> None:
 def test_the_link_codec_goes_beside_the_firmware(tmp_path: Path) -> None:
     source = stand_in_firmware(tmp_path)
     paths = [f.device_path for f in collect_firmware(source, link_codec_path())]
-    assert paths == ["/drivers/lamp.py", "/main.py", "/version.py", "/link.py"]
+    assert paths == ["/a/drivers/lamp.py", "/a/main.py", "/a/version.py", "/a/link.py", "/main.py"]
     (source / "link.py").write_text("")
     with pytest.raises(FirmwareSourceError, match="collides"):
         collect_firmware(source, link_codec_path())
+
+
+def test_slot_files_are_one_slot_without_the_boot_selector(tmp_path: Path) -> None:
+    files = slot_files()
+    assert {"main.py", "version.py", "controller.py", "link.py"} <= set(files)
+    assert "selector.py" not in files
+    assert not any(path.startswith("/") for path in files)
+    assert files["link.py"] == (REPO / "protocols" / "link.py").read_bytes()
+    assert firmware_version(REPO / "firmware") in files["version.py"].decode()
+    stand_in = slot_files(stand_in_firmware(tmp_path))
+    assert sorted(stand_in) == ["drivers/lamp.py", "link.py", "main.py", "version.py"]

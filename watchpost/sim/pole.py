@@ -5,22 +5,22 @@ through tests/sim/conftest.py, which adds logs and mpremote."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+
+from watchpost.deploy import install_into
 
 REPO = Path(__file__).resolve().parents[2]
 WATCHPOST = Path(sys.executable).parent / "watchpost"
 
 
 def install_firmware(flash: Path, source: Path = REPO / "firmware") -> None:
-    """What `watchpost firmware deploy` puts on a Pico: firmware/*.py and the link codec."""
+    """What `watchpost firmware deploy` puts on a Pico: the boot selector as /main.py, the
+    firmware and the link codec in slot /a, and /slot saying "a"."""
     flash.mkdir(parents=True, exist_ok=True)
-    for module in source.glob("*.py"):
-        shutil.copyfile(module, flash / module.name)
-    shutil.copyfile(REPO / "protocols" / "link.py", flash / "link.py")
+    install_into(flash, source)
 
 
 def micropython_available() -> bool:

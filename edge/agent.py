@@ -33,6 +33,7 @@ from edge.controller.pole import ControllerPole
 from edge.diagnostics import Diagnostics, add_diagnostics_routes
 from edge.http import HttpServer, Router
 from edge.identity import load_or_create_node_key
+from edge.ota.node import AgentHooks, OtaNode, running_release
 from edge.outbox import (
     LANE_OF_KIND,
     CommitPolicy,
@@ -145,6 +146,21 @@ class Agent:
         self.ready = asyncio.Event()
         self.node_key = load_or_create_node_key(config.node.state_dir)
         self._visits = itertools.count(1)
+        self.ota = OtaNode(
+            config,
+            AgentHooks(
+                store=self.store,
+                flush=self.committer.flush,
+                self_test=self.self_test,
+                uplink_online=lambda: self.uplink.online,
+                controller_up=self._controller_up if config.controller is not None else None,
+                firmware_version=lambda: getattr(getattr(self.pole, "readings", None), "firmware", None),
+                next_hello=self._next_hello if config.controller is not None else None,
+            ),
+            agent_version=AGENT_VERSION,
+            clock_ms=clock_ms,
+            release=running_release(environ),
+        )
 
     # --- running ------------------------------------------------------------------------------
 
@@ -160,6 +176,9 @@ class Agent:
                 if self.config.storage.devices:
                     tasks.create_task(self._storage_loop(), name="storage")
                 tasks.create_task(self._watchdog_loop(), name="systemd-watchdog")
+                # Settles a trial (health gate) or resumes an update; may end the agent with
+                # RestartRequested, for systemd to start the boot selector again (edge.run).
+                tasks.create_task(self.ota.run(), name="ota")
                 self.ready.set()
                 self.notifier.ready(f"node {self.node_id}: running")
                 log.info("agent %s running for node %s", AGENT_VERSION, self.node_id)
@@ -585,7 +604,7 @@ class Agent:
             if message.lamp:
                 self._spawn(self._light_lamp(), name=f"lamp-{message.alarm_id}")
         else:
-            log.warning("update offers are not handled by this agent yet: %s", message.campaign_id)
+            self.ota.offer(message)
 
     async def _light_lamp(self) -> None:
         seconds = self.config.rules.lamp_s
@@ -597,6 +616,17 @@ class Agent:
             log.error("could not light the call-received lamp: %s", error)
             return
         self.lamp_on_until_ms = self._clock_ms() + seconds * 1000 if seconds else None
+
+    def _controller_up(self) -> bool:
+        link = getattr(self.pole, "controller", None)
+        return bool(getattr(link, "peer_up", False))
+
+    async def _next_hello(self, timeout_s: float) -> str | None:
+        link = getattr(self.pole, "controller", None)
+        if link is None:
+            return None
+        hello = await link.next_hello(timeout_s)
+        return None if hello is None else str(hello.fw)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], *, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from protocols.messages import VERSION_PATTERN
 from protocols.topics import ID_PATTERN
 
 Id = Annotated[str, Meta(pattern=ID_PATTERN)]
@@ -72,6 +73,9 @@ class ControllerConfig(_Section, kw_only=True, frozen=True):
 
     port: Annotated[str, Meta(min_length=1)]  # e.g. /dev/ttyAMA0, or the simulator's <state>/uart
     command_timeout_s: Seconds = 5.0
+    # The controller's MicroPython REPL (USB), for firmware updates; None: no firmware updates.
+    console: Annotated[str, Meta(min_length=1)] | None = None
+    hardware: Annotated[str, Meta(min_length=1, max_length=128)] = "rp2040-pico"  # OTA manifests match it
 
 
 class GpioConfig(_Section, kw_only=True, frozen=True):
@@ -128,6 +132,18 @@ class SystemdConfig(_Section, kw_only=True, frozen=True):
     watchdog: bool = True  # ping systemd's watchdog when the unit asks for it (WatchdogSec=)
 
 
+class OtaConfig(_Section, kw_only=True, frozen=True):
+    """Signed updates (docs/adr/0009, edge.ota)."""
+
+    enabled: bool = True
+    root: Path = Path("/opt/watchpost")  # releases/, and the current and committed links
+    trusted_keys: list[Path] = []  # release-signing public keys (PEM); several during a rotation
+    min_release: Annotated[str, Meta(pattern=VERSION_PATTERN, max_length=64)] | None = None
+    health_deadline_s: Annotated[float, Meta(gt=0, le=3600)] = 120.0
+    max_trial_boots: Annotated[int, Meta(ge=1, le=20)] = 3
+    download_timeout_s: Seconds = 30.0  # per read, not per download: a slow link still gets there
+
+
 class EdgeConfig(_Section, kw_only=True, frozen=True):
     node: NodeConfig
     uplink: UplinkConfig
@@ -139,6 +155,7 @@ class EdgeConfig(_Section, kw_only=True, frozen=True):
     http: HttpConfig = HttpConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     rules: RulesConfig = RulesConfig()
+    ota: OtaConfig = OtaConfig()
 
     def __post_init__(self) -> None:
         if self.controller is not None and self.gpio is not None:

@@ -9,6 +9,7 @@ from fleet.faults.store import FaultConditionRow, FaultTicketRow
 from fleet.inspections.models import Inspection
 from fleet.inventory.models import Camera, Controller, Node, Site, SiteTag, StorageDevice
 from fleet.inventory.rollups import TelemetryRollup
+from fleet.ota.models import OtaCampaign, OtaCampaignNode, OtaRelease
 
 __all__ = [
     "ApiToken",
@@ -21,6 +22,9 @@ __all__ = [
     "FaultTicketRow",
     "Inspection",
     "Node",
+    "OtaCampaign",
+    "OtaCampaignNode",
+    "OtaRelease",
     "Site",
     "SiteTag",
     "StorageDevice",

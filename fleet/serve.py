@@ -1,10 +1,12 @@
 """`watchpost fleet serve`: the fleet manager in one process. The REST API (uvicorn), the MQTT
-ingest (its own threads) and the escalation hooks (a thread) around one database, migrated at
-start-up. Several such processes may share one PostgreSQL and one broker (`mqtt.share_group`).
+ingest (its own threads), the escalation hooks and the OTA campaign runner (a thread each)
+around one database, migrated at start-up. Several such processes may share one PostgreSQL and
+one broker (`mqtt.share_group`).
 
 Start-up order: settings checked, database migrated, the first admin token written if there is
 none, ingest connected, then the API listens. Stop (SIGINT/SIGTERM): the API stops taking
-requests, the ingest announces itself offline and leaves, the hooks finish their run.
+requests, the ingest announces itself offline and leaves, the hooks and the campaign runner
+finish their run.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from sqlalchemy.orm import Session
 from fleet.access import tokens
 from fleet.access.models import ApiToken
 from fleet.access.roles import Role
-from fleet.api.app import create_app, wall_ms
+from fleet.api.app import NoNodeLink, create_app, wall_ms
 from fleet.db import make_engine, migrate
 from fleet.escalations.runner import Escalator
 from fleet.ingest.apply import FaultPolicy
 from fleet.ingest.mqtt import Ingest, IngestSettings
+from fleet.ota.runner import CampaignRunner
 from fleet.settings import FleetSettings, read_secret
 from fleet.tsdb import TimeSeriesWriter
 
@@ -98,7 +101,14 @@ def serve(settings: FleetSettings, *, clock_ms: Callable[[], int] = wall_ms) -> 
             target=escalator.run, args=(stop,), name="fleet-escalations", daemon=True
         )
 
-    app = create_app(engine, clock_ms=clock_ms, node_link=ingest, sla_policy=faults.sla)
+    ota = settings.ota_config()
+    # Without MQTT the runner still times nodes out and steers campaigns; its offers wait.
+    runner = CampaignRunner(engine, ingest or NoNodeLink(), ota, clock_ms=clock_ms)
+    campaigning = threading.Thread(
+        target=runner.run, args=(stop, settings.ota.tick_s), name="fleet-ota-campaigns", daemon=True
+    )
+
+    app = create_app(engine, clock_ms=clock_ms, node_link=ingest, sla_policy=faults.sla, ota=ota)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=settings.api.host, port=settings.api.port, log_level="info", access_log=False
@@ -110,6 +120,7 @@ def serve(settings: FleetSettings, *, clock_ms: Callable[[], int] = wall_ms) -> 
             log.info("fleet: ingest connected to %s:%s", settings.mqtt.host, settings.mqtt.port)
         if escalating is not None:
             escalating.start()
+        campaigning.start()
         # uvicorn takes SIGINT/SIGTERM while it runs and raises them again once it stopped; these
         # handlers take that second delivery, so the shutdown below runs and the exit is clean.
         # (A signal before uvicorn runs tells it to stop as soon as it starts.)
@@ -118,6 +129,8 @@ def serve(settings: FleetSettings, *, clock_ms: Callable[[], int] = wall_ms) -> 
         server.run()
     finally:
         stop.set()
+        if campaigning.is_alive():
+            campaigning.join(timeout=30)  # before the ingest goes: the runner sends through it
         if ingest is not None:
             ingest.stop()
         if escalating is not None:

@@ -9,6 +9,8 @@ read from files named here. Every key, with its default: docs/fleet.md.
 from __future__ import annotations
 
 import dataclasses
+import re
+import socket
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any
@@ -21,6 +23,8 @@ from fleet.escalations.settings import EmailSettings, EscalationSettings, Webhoo
 from fleet.faults.errors import ConfigError as FaultConfigError
 from fleet.faults.rules import OFFLINE, Debounce, FaultRulesConfig
 from fleet.faults.sla import HOUR_MS, MINUTE_MS, SlaPolicy
+from fleet.ota.releases import OtaConfig
+from protocols.ota import key_id, parse_public_key
 from protocols.topics import ID_PATTERN
 
 Port = Annotated[int, Meta(ge=1, le=65535)]
@@ -93,6 +97,18 @@ class FaultsSection(_Section, kw_only=True, frozen=True):
     debounce: dict[str, DebounceSection] = {}
 
 
+class OtaSection(_Section, kw_only=True, frozen=True):
+    # Release-signing public keys (PEM, as `watchpost ota keygen` writes them): an upload is
+    # kept only when one of these signed it.
+    trusted_keys: list[Path] = []
+    artifact_dir: Path | None = None  # where releases are kept; default <fleet.data_dir>/ota
+    # The fleet's base URL as nodes reach it, in every offer's manifest URL; default
+    # http://<api.host>:<api.port> (this machine's name when the API listens on every address).
+    public_url: str = ""
+    tick_s: Annotated[float, Meta(ge=0.1, le=3600)] = 5.0  # the campaign runner's pace
+    offer_ttl_s: Seconds = 86_400  # an offer's `expires_at`, after it is sent
+
+
 class FleetSettings(_Section, kw_only=True, frozen=True):
     fleet: FleetSection = FleetSection()
     database: DatabaseSection = DatabaseSection()
@@ -101,6 +117,7 @@ class FleetSettings(_Section, kw_only=True, frozen=True):
     timeseries: TimeSeriesSection = TimeSeriesSection()
     faults: FaultsSection = FaultsSection()
     escalation: dict[str, Any] = {}  # fleet.escalations settings, checked by them
+    ota: OtaSection = OtaSection()
 
     @property
     def database_url(self) -> str:
@@ -131,6 +148,35 @@ class FleetSettings(_Section, kw_only=True, frozen=True):
         return FaultRulesConfig(
             heartbeat_timeout_s=self.faults.heartbeat_timeout_s,
             per_kind={**defaults.per_kind, OFFLINE: offline, **chosen},
+        )
+
+    def ota_config(self) -> OtaConfig:
+        """The [ota] table as the release shelf and the campaign runner take it: the trusted
+        keys read and parsed (a bad one names its file)."""
+        keys = {}
+        for path in self.ota.trusted_keys:
+            try:
+                key = parse_public_key(path.read_bytes())
+            except OSError as error:
+                raise SettingsError(f"cannot read {path}: {error.strerror}", key="ota.trusted_keys") from None
+            except ValueError as error:
+                raise SettingsError(f"{path}: {error}", key="ota.trusted_keys") from None
+            keys[key_id(key)] = key
+        url = self.ota.public_url
+        if not url:
+            host = self.api.host
+            if host in ("", "0.0.0.0", "::"):
+                host = socket.getfqdn()  # listening everywhere: nodes reach it by name
+            url = f"http://{f'[{host}]' if ':' in host else host}:{self.api.port}"
+        elif not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+            raise SettingsError(
+                f"{url!r} is not a base URL like https://fleet.city.example", key="ota.public_url"
+            )
+        return OtaConfig(
+            trusted_keys=keys,
+            artifact_dir=self.ota.artifact_dir or self.fleet.data_dir / "ota",
+            public_url=url.rstrip("/"),
+            offer_ttl_ms=self.ota.offer_ttl_s * 1000,
         )
 
     def escalations(self) -> EscalationSettings:
@@ -181,6 +227,7 @@ def parse_settings(text: str | bytes, *, path: Path | None = None) -> FleetSetti
         raise SettingsError(str(error), key="faults", path=path) from None
     try:
         settings.escalations()
+        settings.ota_config()
     except SettingsError as error:
         raise SettingsError(str(error), path=path) from None
     return settings

@@ -19,6 +19,9 @@ from fleet.faults.routes import router as fault_routes
 from fleet.faults.sla import SlaPolicy
 from fleet.inspections.routes import router as inspection_routes
 from fleet.inventory.routes import router as inventory_routes
+from fleet.ota.releases import OtaConfig, ReleaseShelf
+from fleet.ota.routes import node_router as ota_node_routes
+from fleet.ota.routes import router as ota_routes
 from fleet.reports.routes import router as report_routes
 from fleet.web import pages
 from protocols import messages as m
@@ -43,6 +46,7 @@ def create_app(
     clock_ms: Callable[[], int] = wall_ms,
     node_link: NodeLink | None = None,
     sla_policy: SlaPolicy | None = None,
+    ota: OtaConfig | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="watchpost fleet manager",
@@ -56,6 +60,8 @@ def create_app(
     app.state.clock_ms = clock_ms
     app.state.node_link = node_link or NoNodeLink()
     app.state.sla_policy = sla_policy or SlaPolicy()
+    # Without [ota] settings (tests of other domains): no trusted key, nowhere to keep uploads.
+    app.state.ota_shelf = ReleaseShelf(ota or OtaConfig())
     errors.install(app)
     routers = (
         access_routes,
@@ -64,10 +70,12 @@ def create_app(
         alarm_routes,
         inspection_routes,
         report_routes,
+        ota_routes,
         audit_routes,
     )
     for router in routers:
         app.include_router(router, prefix=API_PREFIX)
+    app.include_router(ota_node_routes)  # /ota/v1: what nodes fetch, without a token
 
     pages.install(app)  # the dashboard and the technicians' view, beside the API
 

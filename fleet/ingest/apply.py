@@ -32,6 +32,7 @@ from fleet.inspections import service as inspections
 from fleet.inspections.errors import UnknownNode
 from fleet.inventory import rollups
 from fleet.inventory.models import Camera, Controller, Node, Site, StorageDevice
+from fleet.ota import store as ota_store
 from fleet.tsdb import NodeReading
 from protocols import messages as m
 from protocols.session import NodeSession, Verdict
@@ -99,12 +100,17 @@ def apply(
 
 
 def _record(session: Session, node: Node, message: m.Message, received_ms: int) -> VisitResult | None:
-    """A bell alarm, a site visit or a self-test result of the node into the database (other
-    messages: nothing)."""
+    """A bell alarm, a site visit, a self-test result or an OTA progress report of the node
+    into the database (other messages: nothing)."""
     if isinstance(message, m.BellAlarm):
         alarms.record(session, node.node_id, message, received_ms)
     elif isinstance(message, m.SiteVisit):
         return apply_visit(session, node.node_id, node.node_key, message, received_ms=received_ms)
+    elif isinstance(message, m.OtaProgress):
+        # Into the node's state in its campaign (fleet.ota.store: out-of-date reports ignored).
+        outcome = ota_store.record_progress(session, node.node_id, message, received_ms)
+        if outcome != "taken":
+            log.debug("fleet ingest: OTA progress of %s not taken: %s", node.node_id, outcome)
     elif isinstance(message, m.CommandResult) and command_name(message.command_id) == "self-test":
         try:
             inspections.record_self_test(session, node.node_id, message, received_ms)

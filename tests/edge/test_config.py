@@ -32,6 +32,11 @@ def test_the_documented_config_is_valid_and_means_what_it_says() -> None:
     assert config.controller.port == "/dev/ttyAMA0"
     assert [c.id for c in config.cameras] == ["cam-north"]
     assert config.outbox.commit_interval_ms == 100
+    assert config.controller.console == "/dev/ttyACM0"
+    assert config.controller.hardware == "rp2040-pico"
+    assert config.ota.root == Path("/opt/watchpost")
+    assert len(config.ota.trusted_keys) == 2  # a key rotation: old and new pinned
+    assert config.ota.min_release == "1.0.0"
     gpio_config = parse_config(full.split("[controller]")[0] + gpio)
     assert gpio_config.gpio is not None
     assert gpio_config.gpio.bell_pin == 17
@@ -45,6 +50,10 @@ def test_defaults_of_a_minimal_config() -> None:
     assert config.controller is None
     assert config.gpio is None
     assert config.outbox_path == Path("/var/lib/watchpost/outbox.db")
+    assert config.ota.enabled
+    assert config.ota.trusted_keys == []
+    assert (config.ota.health_deadline_s, config.ota.max_trial_boots) == (120.0, 3)
+    assert config.ota.min_release is None
 
 
 @pytest.mark.parametrize(
@@ -65,6 +74,8 @@ def test_defaults_of_a_minimal_config() -> None:
             "'rtsp' or 'tcp'",
         ),
         ('[[cameras]]\nname = "n"\nhost = "h"\n', "cameras[0].id", "required key is missing"),
+        ('[ota]\nmin_release = "latest"\n', "ota.min_release", "Expected `str` matching"),
+        ("[ota]\nmax_trial_boots = 0\n", "ota.max_trial_boots", "accepted: from 1 to 20"),
         (
             '[controller]\nport = "/dev/ttyAMA0"\n[gpio]\nbell_pin = 1\ndoor_pin = 2\nlamp_pin = 3\n',
             None,

@@ -102,7 +102,12 @@ def test_the_systemd_unit_matches_the_agent() -> None:
     service = unit["Service"]
     assert service["Type"] == "notify"
     assert int(service["WatchdogSec"]) > 0
-    assert service["ExecStart"].split()[1:4] == ["edge", "run", "--config"]
+    # The boot selector (edge.ota.boot) execs the agent in the same process (Type=notify).
+    command = service["ExecStart"].split()
+    assert command[1:4] == ["-P", "-m", "edge.ota.boot"]
+    assert command[command.index("--") + 1] == "--config"
+    assert service["Environment"] == f"PYTHONPATH={command[command.index('--root') + 1]}/committed"
+    assert unit["Unit"]["StartLimitIntervalSec"] == "0"  # an update's restarts never exhaust it
     # The exit status the CLI uses for config errors (tested above) must not restart-loop.
     assert service["RestartPreventExitStatus"] == "2"
     assert service["StateDirectory"] == "watchpost"  # /var/lib/watchpost, the default state_dir

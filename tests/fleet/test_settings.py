@@ -7,9 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet.faults.sla import HOUR_MS
 from fleet.settings import SettingsError, load_settings, parse_settings
+from protocols import ota
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "fleet.md"
 
@@ -28,9 +30,13 @@ def test_the_example_in_the_docs_is_valid(tmp_path: Path) -> None:
     example = re.search(r"```toml\n(.*?)```", DOCS.read_text(), re.S)
     assert example is not None
     (tmp_path / "smtp.password").write_text("s3cret-relay\n")
+    release_key = Ed25519PrivateKey.from_private_bytes(bytes(range(32))).public_key()
+    (tmp_path / "release.pub").write_bytes(ota.public_key_pem(release_key))
     text = example.group(1).replace("/etc/watchpost/smtp.password", str(tmp_path / "smtp.password"))
+    text = text.replace("/etc/watchpost/release-signing.pub", str(tmp_path / "release.pub"))
     settings = parse_settings(text)
     assert settings.mqtt.share_group == "fleet"
+    assert settings.ota_config().public_url == "https://fleet.city.example"
     hooks = settings.escalations()
     assert hooks.webhook is not None
     assert hooks.email is not None
@@ -83,3 +89,48 @@ def test_an_unreadable_file_is_named(tmp_path: Path) -> None:
         str(refused.value)
         == f"{tmp_path / 'missing.toml'}: cannot read the settings file: No such file or directory"
     )
+
+
+def test_ota_keys_are_read_at_start_and_the_defaults_follow_the_api(tmp_path: Path) -> None:
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32))).public_key()
+    (tmp_path / "release.pub").write_bytes(ota.public_key_pem(key))
+    config = parse_settings(
+        f'[ota]\ntrusted_keys = ["{tmp_path / "release.pub"}"]\ntick_s = 1.5\noffer_ttl_s = 600\n'
+        '[api]\nhost = "10.0.0.5"\nport = 8443\n'
+    ).ota_config()
+    assert list(config.trusted_keys) == [ota.key_id(key)]
+    assert (config.public_url, config.offer_ttl_ms) == ("http://10.0.0.5:8443", 600_000)
+    assert config.artifact_dir == Path("fleet-data") / "ota"
+    chosen = parse_settings('[ota]\npublic_url = "https://fleet.city.example/"\nartifact_dir = "/srv/ota"\n')
+    assert (chosen.ota_config().public_url, chosen.ota_config().artifact_dir) == (
+        "https://fleet.city.example",
+        Path("/srv/ota"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (
+            '[ota]\ntrusted_keys = ["/nowhere/release.pub"]\n',
+            "ota.trusted_keys: cannot read /nowhere/release.pub",
+        ),
+        (
+            '[ota]\npublic_url = "fleet.city.example"\n',
+            "ota.public_url: 'fleet.city.example' is not a base URL",
+        ),
+        ("[ota]\ntick_s = 0\n", "ota.tick_s: Expected `float` >= 0.1"),
+        ("[ota]\nttl = 1\n", "ota.ttl: unknown key"),
+    ],
+)
+def test_a_wrong_ota_setting_is_refused_naming_its_key(text: str, said: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(text)
+    assert said in str(refused.value)
+
+
+def test_a_trusted_key_that_is_not_one_names_its_file(tmp_path: Path) -> None:
+    (tmp_path / "release.pub").write_text("not a key\n")
+    with pytest.raises(SettingsError) as refused:
+        parse_settings(f'[ota]\ntrusted_keys = ["{tmp_path / "release.pub"}"]\n')
+    assert f"ota.trusted_keys: {tmp_path / 'release.pub'}: not a PEM public key" in str(refused.value)

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
+from edge.ota.cli import ota_node  # the node's side (provision, status): standard library and msgspec
+
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -17,7 +19,10 @@ if TYPE_CHECKING:
 
 @click.group()
 def ota() -> None:
-    """Signed OTA releases: keys, builds, signatures."""
+    """Signed OTA releases: keys, builds, signatures; `ota node` on a pole's node."""
+
+
+ota.add_command(ota_node)
 
 
 @ota.command("keygen")

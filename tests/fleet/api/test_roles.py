@@ -19,6 +19,7 @@ CENTRE = frozenset({Role.OPERATOR, Role.ADMIN})
 FIELD = frozenset({Role.TECHNICIAN, Role.OPERATOR, Role.ADMIN})
 
 NODE, ALARM, SITE = "pole-0001", "alarm-1", "site-0001"
+RELEASE, CAMPAIGN = "edge-agent-1.2.0", "0000cafe0000cafe"
 
 # (method, path): (body, who may). {ticket} is the seeded node's open ticket.
 MATRIX: dict[tuple[str, str], tuple[object, frozenset[Role]]] = {
@@ -52,8 +53,24 @@ MATRIX: dict[tuple[str, str], tuple[object, frozenset[Role]]] = {
     ("GET", "/reports/sla/2025-11"): (None, ALL),
     ("GET", "/inspections/due"): (None, ALL),
     ("POST", "/inspections"): ({"site_id": SITE, "kind": "field", "result": "pass"}, FIELD),
+    ("POST", "/ota/releases"): ({}, ADMIN),
+    ("GET", "/ota/releases"): (None, ALL),
+    ("GET", f"/ota/releases/{RELEASE}"): (None, ALL),
+    ("POST", "/ota/campaigns"): ({"release_id": RELEASE}, CENTRE),
+    ("GET", "/ota/campaigns"): (None, ALL),
+    ("GET", f"/ota/campaigns/{CAMPAIGN}"): (None, ALL),
+    ("GET", f"/ota/campaigns/{CAMPAIGN}/nodes"): (None, ALL),
+    ("POST", f"/ota/campaigns/{CAMPAIGN}/pause"): ({}, CENTRE),
+    ("POST", f"/ota/campaigns/{CAMPAIGN}/resume"): ({}, CENTRE),
+    ("POST", f"/ota/campaigns/{CAMPAIGN}/cancel"): ({}, CENTRE),
+    ("POST", f"/ota/campaigns/{CAMPAIGN}/approve"): ({}, CENTRE),
 }
-CONCRETE = {NODE, ALARM, SITE, "cam-1", "000000000000", "2025-11"}
+# Outside /api/v1 and without a token: what nodes fetch (signed, so the node checks it).
+PUBLIC = {
+    ("GET", f"/ota/v1/releases/{RELEASE}/manifest.json"),
+    ("GET", f"/ota/v1/releases/{RELEASE}/edge-agent-1.2.0.tar"),
+}
+CONCRETE = {NODE, ALARM, SITE, "cam-1", "000000000000", "2025-11", RELEASE, CAMPAIGN, "edge-agent-1.2.0.tar"}
 
 
 def _shape(path: str) -> str:
@@ -69,7 +86,9 @@ def test_the_matrix_covers_every_route_the_app_serves(fleet_engine: sa.Engine) -
         if path != f"{API_PREFIX}/health"
         for method in operations
     }
-    listed = {(method, _shape(path)) for method, path in MATRIX}
+    listed = {(method, _shape(path)) for method, path in MATRIX} | {
+        (method, _shape(path)) for method, path in PUBLIC
+    }
     assert served - listed == set(), "routes without a row in the role matrix"
     assert listed - served == set(), "matrix rows for routes the app does not serve"
 
@@ -105,6 +124,9 @@ def test_without_a_valid_token_nothing_but_health_answers(api: Api) -> None:
     for (method, path), (body, _) in MATRIX.items():
         response = anonymous.request(method, f"/api/v1{path}", None if isinstance(body, str) else body)
         assert (response.status, response.code) == (401, "unauthenticated"), (method, path)
+    for method, path in PUBLIC:  # answered without a token: here, no such release
+        response = anonymous.request(method, path)
+        assert (response.status, response.code) == (404, "not-found"), (method, path)
     forged = api.as_(Role.ADMIN)
     forged.token = forged.token[:-4] + "AAAA" if forged.token else None
     response = forged.get("/api/v1/nodes")

@@ -326,3 +326,25 @@ def test_ota_delta_prints_the_delta_beside_the_full_and_gzipped_artifact() -> No
         "applying the delta (bsdiff4.patch), output",
         "reference: SHA-256 of the same artifact",
     )
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_ota_campaign_prints_each_wave_plan_and_artifact_serving_beside_their_references() -> None:
+    output = run_quick("ota_campaign.py")
+    assert_header(output)
+    plans = re.findall(r"^wave plan: (.+?)  \((\d+) committed", output, re.MULTILINE)
+    assert [(name, int(committed)) for name, committed in plans] == [
+        ("canary 1, then 10 %, then 100 %", 20),
+        ("canary 15, then 100 %", 20),
+    ]
+    completed = [float(s) for s in re.findall(r"campaign completed\s+at\s+([\d.]+) s", output)]
+    floors = [float(s) for s in re.findall(r"reference: 20 downloads alone, 16 at once\s+([\d.]+) s", output)]
+    assert len(completed) == len(floors) == 2
+    assert all(seconds > 0 for seconds in completed + floors)
+    assert_positive(
+        figures(output),
+        "MB/s",
+        "artifact serving, fleet node-facing route, 8 clients",
+        "reference: the same file by socket.sendfile, no HTTP framework",
+    )

@@ -621,11 +621,11 @@ class Agent:
         link = getattr(self.pole, "controller", None)
         return bool(getattr(link, "peer_up", False))
 
-    async def _next_hello(self, timeout_s: float) -> str | None:
+    async def _next_hello(self, timeout_s: float, since: float | None = None) -> str | None:
         link = getattr(self.pole, "controller", None)
         if link is None:
             return None
-        hello = await link.next_hello(timeout_s)
+        hello = await link.next_hello(timeout_s, since=since)
         return None if hello is None else str(hello.fw)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], *, name: str) -> None:

@@ -9,6 +9,7 @@ ByteTransport instead (edge.controller.fake)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -190,6 +191,9 @@ class ControllerLink:
         self._transport_healthy = True
         self._pending: dict[CommandId, asyncio.Future[CommandResult]] = {}
         self._hello_waiters: list[asyncio.Future[Hello]] = []
+        # The last few HELLOs with the monotonic time they were decoded, for a wait that
+        # starts after the restart it waits for (next_hello's `since`).
+        self._recent_hellos: collections.deque[tuple[float, Hello]] = collections.deque(maxlen=8)
         self._counters = LinkCounters()
         self._task: asyncio.Task[None] | None = None
         # Unbounded on purpose: a bell press acknowledged on the link must never be dropped
@@ -260,11 +264,17 @@ class ControllerLink:
         finally:
             self._pending.pop(command_id, None)
 
-    async def next_hello(self, timeout: float) -> Hello | None:
+    async def next_hello(self, timeout: float, *, since: float | None = None) -> Hello | None:
         """The HELLO of the controller's next start, or None when none comes within `timeout`
         seconds. The firmware update (edge.controller.firmware_update) waits on it for the
         version the controller comes back with; the HELLO still goes on `items` as a
-        ControllerReset. Only HELLOs decoded after the call count."""
+        ControllerReset. Only HELLOs decoded after the call count, or, with `since` (a
+        time.monotonic() value), the first one decoded at or after that time: a controller
+        that comes up fast may say HELLO before the caller gets round to asking."""
+        if since is not None:
+            for decoded_at, hello in self._recent_hellos:
+                if decoded_at >= since:
+                    return hello
         waiter: asyncio.Future[Hello] = asyncio.get_running_loop().create_future()
         self._hello_waiters.append(waiter)
         try:
@@ -377,6 +387,7 @@ class ControllerLink:
             return None
         if isinstance(message, Hello):
             self._counters.controller_resets += 1
+            self._recent_hellos.append((time.monotonic(), message))
             for waiter in self._hello_waiters:
                 if not waiter.done():
                     waiter.set_result(message)

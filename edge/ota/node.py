@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import shutil
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ class AgentHooks:
     controller_up: Callable[[], bool] | None  # None: no controller configured
     firmware_version: Callable[[], str | None]  # the controller's, from its HELLO
     # The version in the controller's next HELLO (ControllerLink.next_hello); None: no link.
-    next_hello: Callable[[float], Coroutine[Any, Any, str | None]] | None = None
+    # (timeout_s, since: a time.monotonic() value after which a HELLO counts, or None)
+    next_hello: Callable[[float, float | None], Coroutine[Any, Any, str | None]] | None = None
 
 
 def running_release(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -445,10 +447,19 @@ class OtaNode:
         def progress(state: m.OtaState) -> None:
             asyncio.run_coroutine_threadsafe(self._firmware_progress(state), loop).result(30)
 
+        # Every reset of the controller comes after the update started or after the previous
+        # wait for a HELLO ended, so a HELLO decoded since then is the one asked for, even when
+        # it came before the question (the controller can be up before the progress report
+        # that precedes the wait is on flash).
+        listening_since = [time.monotonic()]
+
         def first_frame_version(timeout_s: float) -> str | None:
             if next_hello is None:
                 return None
-            return asyncio.run_coroutine_threadsafe(next_hello(timeout_s), loop).result(timeout_s + 5)
+            waiting = next_hello(timeout_s, listening_since[0])
+            version = asyncio.run_coroutine_threadsafe(waiting, loop).result(timeout_s + 5)
+            listening_since[0] = time.monotonic()
+            return version
 
         firmware_files = [
             firmware_update.FirmwareFile(path=entry.path, data=files[entry.path], sha256=entry.sha256)

@@ -477,3 +477,20 @@ def test_next_hello_returns_the_hello_of_the_next_start_only() -> None:
             assert reset.hello == hello
 
     run(scenario())
+
+
+def test_next_hello_since_a_moment_finds_a_hello_that_came_before_the_question() -> None:
+    async def scenario() -> None:
+        controller, fake = fake_link()
+        async with controller:
+            await expect(controller, is_reset, timeout=1)  # the first start
+            before_reset = time.monotonic()
+            # The first start's HELLO came before `since`: it does not count.
+            assert await controller.next_hello(0.2, since=before_reset) is None
+            fake.reset("soft")
+            await expect(controller, is_reset, timeout=1)  # decoded before anyone asks
+            hello = await controller.next_hello(0.2, since=before_reset)
+            assert hello is not None
+            assert hello.rst == "soft"
+
+    run(scenario())

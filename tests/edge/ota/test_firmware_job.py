@@ -59,7 +59,7 @@ trusted_keys = ["{key}"]
         async def flush() -> None:
             pass
 
-        async def next_hello(timeout_s: float) -> str | None:
+        async def next_hello(timeout_s: float, since: float | None) -> str | None:
             return "1.1.0"
 
         node = OtaNode(

@@ -69,6 +69,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SELF_TESTS = ("bell-circuit", "cameras", "smart", "mqtt")
+# How long an unacknowledged bell press holds back an update's restart: the fleet holds offers
+# while the alarm is latched; this covers a press that comes after the offer.
+CALL_HOLD_MS = 15 * 60 * 1000
 MAX_VIDEO_BATCH = 1000  # records per VideoBatch (protocols.messages)
 
 
@@ -137,6 +140,7 @@ class Agent:
         self.notifier = Notifier(environ)
         self.counters = AgentCounters()
         self.lamp_on_until_ms: int | None = None
+        self.unanswered_press_ms: int | None = None  # a bell press no acknowledgement answered yet
         self.storage_reports: dict[str, StorageReport] = {}
         self.camera_probes: dict[str, ProbeResult] = {}
         self.ingest: MetadataIngest | None = None
@@ -156,6 +160,7 @@ class Agent:
                 controller_up=self._controller_up if config.controller is not None else None,
                 firmware_version=lambda: getattr(getattr(self.pole, "readings", None), "firmware", None),
                 next_hello=self._next_hello if config.controller is not None else None,
+                bell_call_active=self.bell_call_active,
             ),
             agent_version=AGENT_VERSION,
             clock_ms=clock_ms,
@@ -291,6 +296,7 @@ class Agent:
         if isinstance(event, BellPress):
             alarm = alarm_for(self.node_id, event)
             self.store(alarm)  # committed on return; the uplink is woken by the commit
+            self.unanswered_press_ms = self._clock_ms()
             self.counters.alarms += 1
             log.warning("bell %s pressed: alarm %s", event.bell_id, alarm.alarm_id)
             try:
@@ -601,6 +607,7 @@ class Agent:
             self.commands.submit(message)
         elif isinstance(message, m.AlarmAck):
             log.info("alarm %s acknowledged by %s", message.alarm_id, message.operator)
+            self.unanswered_press_ms = None
             if message.lamp:
                 self._spawn(self._light_lamp(), name=f"lamp-{message.alarm_id}")
         else:
@@ -616,6 +623,17 @@ class Agent:
             log.error("could not light the call-received lamp: %s", error)
             return
         self.lamp_on_until_ms = self._clock_ms() + seconds * 1000 if seconds else None
+
+    def bell_call_active(self) -> bool:
+        """A citizen's call is under way: a press not acknowledged yet (for up to
+        CALL_HOLD_MS), or the call-received lamp lit. An update waits (edge.ota) rather than
+        restart the agent or the controller in the middle of it."""
+        now = self._clock_ms()
+        pressed = self.unanswered_press_ms
+        if pressed is not None and now - pressed < CALL_HOLD_MS:
+            return True
+        lamp = self.lamp_on_until_ms
+        return lamp is not None and now < lamp
 
     def _controller_up(self) -> bool:
         link = getattr(self.pole, "controller", None)

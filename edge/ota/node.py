@@ -55,6 +55,7 @@ T = TypeVar("T")
 
 MANIFEST_MAX: Final = ota.MAX_DOCUMENT_BYTES
 FETCH_ATTEMPTS: Final = 5  # in a row without a byte more on flash, then "download-failed"
+CALL_POLL_S: Final = 1.0  # how often a verified release looks whether the bell call is over
 PROGRESS_STEP: Final = 0.25  # report download progress at most this often (share of the file)
 
 
@@ -71,6 +72,9 @@ class AgentHooks:
     # The version in the controller's next HELLO (ControllerLink.next_hello); None: no link.
     # (timeout_s, since: a time.monotonic() value after which a HELLO counts, or None)
     next_hello: Callable[[float, float | None], Coroutine[Any, Any, str | None]] | None = None
+    # True while a citizen's bell call is under way (pressed, not yet answered, or the lamp
+    # lit): the install waits, so no restart of agent or controller cuts into the call.
+    bell_call_active: Callable[[], bool] = lambda: False
 
 
 def running_release(environ: Mapping[str, str] = os.environ) -> str | None:
@@ -220,6 +224,7 @@ class OtaNode:
             job = await self._advance(job, "verified")
             crash.checkpoint("verified")
         if job.state == "verified":
+            await self._wait_for_the_call_to_end(job)
             job = await self._advance(job, "installing")
         if job.state == "installing":
             if manifest.component == "controller-firmware":
@@ -230,6 +235,14 @@ class OtaNode:
             crash.checkpoint("restarting")
             raise RestartRequested(f"release {job.release} installed: restarting into it")
         raise OtaFailure("interrupted", f"cannot resume a job in state {job.state}")
+
+    async def _wait_for_the_call_to_end(self, job: Job) -> None:
+        if not self.hooks.bell_call_active():
+            return
+        log.warning("ota: release %s verified; installing once the bell call is over", job.release)
+        while self.hooks.bell_call_active():
+            await asyncio.sleep(CALL_POLL_S)
+        log.info("ota: the bell call is over; installing release %s", job.release)
 
     async def _advance(
         self, job: Job, state: m.OtaState, *, progress: float | None = None, detail: str = ""

@@ -16,10 +16,11 @@ from typing import Any
 
 import pytest
 
-from edge.agent import Agent
+from edge.agent import CALL_HOLD_MS, Agent
 from edge.cameras.fake import FakeCamera
 from edge.config import EdgeConfig, parse_config
 from edge.controller.pole import ControllerPole
+from edge.pole import BellPress
 from protocols import messages as m
 from protocols.topics import Kind, node_topic
 from tests.edge.conftest import Pole
@@ -28,6 +29,7 @@ from tests.mqtt_observer import Observer, Seen
 from watchpost.broker import MosquittoBroker, free_port
 
 NODE = "pole-0042"
+T_CALL = 1_764_000_000_000
 
 
 def agent_config(
@@ -98,6 +100,7 @@ def test_bell_press_to_alarm_and_ack_to_lamp_with_the_real_firmware(
                 messages = await seen(fleet, lambda s: bool(of(s, "alarm")))
                 alarm = of(messages, "alarm")[0]
                 assert (alarm["bell_id"], alarm["source"], alarm["presses"]) == ("bell-1", "controller", 1)
+                assert agent.bell_call_active()  # an update would wait now (edge.ota)
 
                 ack = m.AlarmAck(ts=alarm["ts"], alarm_id=alarm["alarm_id"], operator="operator-7")
                 fleet.publish(node_topic(NODE, Kind.ALARM_ACK), m.encode(ack))
@@ -110,6 +113,7 @@ def test_bell_press_to_alarm_and_ack_to_lamp_with_the_real_firmware(
                             break
                         await asyncio.sleep(0.1)
                 assert agent.counters.lamp_failures == 0
+                assert agent.bell_call_active()  # answered, and the lamp is lit: still the call
 
                 pole.inputs.open_door()
                 messages = await seen(fleet, lambda s: any(e["category"] == "door" for e in of(s, "event")))
@@ -326,3 +330,41 @@ def test_video_metadata_is_bookmarked_around_a_bell_press_and_cameras_are_probed
         assert "refused" in gone["detail"]
 
     asyncio.run(scenario())
+
+
+def test_a_bell_call_holds_updates_until_it_is_answered_and_the_lamp_is_out(tmp_path: Path) -> None:
+    now = [T_CALL]
+    config = parse_config(
+        f"""
+[node]
+id = "{NODE}"
+site_id = "site-0042"
+state_dir = "{tmp_path / "state"}"
+[uplink]
+host = "127.0.0.1"
+[rules]
+lamp_s = 60
+"""
+    )
+    agent = Agent(config, clock_ms=lambda: now[0])
+
+    async def scenario() -> None:
+        assert not agent.bell_call_active()
+        await agent.on_pole_event(BellPress(bell_id="bell-1", pressed_at_ms=now[0], source="gpio"))
+        assert agent.bell_call_active()
+        now[0] += CALL_HOLD_MS - 1
+        assert agent.bell_call_active()  # nobody answered yet
+        now[0] += 1
+        assert not agent.bell_call_active()  # unanswered for the whole hold: updates go on
+
+        await agent.on_pole_event(BellPress(bell_id="bell-1", pressed_at_ms=now[0], source="gpio"))
+        agent.lamp_on_until_ms = now[0] + 60_000  # the lamp the acknowledgement lit
+        agent._on_downlink(m.AlarmAck(ts=now[0], alarm_id="a-2", operator="operator-7", lamp=False))
+        assert agent.bell_call_active()  # answered, lamp still lit
+        now[0] += 60_000
+        assert not agent.bell_call_active()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        agent.outbox.close()

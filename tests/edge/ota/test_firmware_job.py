@@ -33,6 +33,8 @@ def run_job(
     *,
     hardware: str = "rp2040-pico",
     console: str | None = "/dev/ttyACM0",
+    bell_call_active: Callable[[], bool] = lambda: False,
+    reports: list[m.OtaProgress] | None = None,
 ) -> list[m.OtaProgress]:
     config = parse_config(
         f"""
@@ -53,7 +55,7 @@ trusted_keys = ["{key}"]
     )
     built = releases.build("1.1.0", files=FILES, hardware=["rp2040-pico"], component="controller-firmware")
     published = releases.publish(server, built, name="controller-firmware-1.1.0")
-    reports: list[m.OtaProgress] = []
+    reports = [] if reports is None else reports
 
     async def main() -> None:
         async def flush() -> None:
@@ -72,6 +74,7 @@ trusted_keys = ["{key}"]
                 controller_up=lambda: True,
                 firmware_version=lambda: "1.0.0",
                 next_hello=next_hello,
+                bell_call_active=bell_call_active,
             ),
             agent_version="1.0.0",
             clock_ms=lambda: 1_764_000_000_000,
@@ -158,3 +161,38 @@ def test_a_firmware_release_this_controller_cannot_take_is_refused(
 
     final = run_job(tmp_path, trusted_key_file, release_server, releases, update, **changes)[-1]
     assert (final.state, final.reason) == ("failed", reason)
+
+
+def test_a_verified_release_waits_for_the_bell_call_to_end_before_installing(
+    tmp_path: Path,
+    trusted_key_file: Path,
+    release_server: ReleaseServer,
+    releases: Releases,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("edge.ota.node.CALL_POLL_S", 0.01)
+    reports: list[m.OtaProgress] = []
+    seen_while_calling: list[list[str]] = []
+
+    def bell_call_active() -> bool:
+        # A call under way for the first five looks; what had been reported by then is kept.
+        if len(seen_while_calling) < 5:
+            seen_while_calling.append([r.state for r in reports])
+            return True
+        return False
+
+    def update(console: str, files: list[firmware_update.FirmwareFile], version: str, **kw: Any) -> None:
+        good_update(console, files, version, **kw)
+
+    run_job(
+        tmp_path,
+        trusted_key_file,
+        release_server,
+        releases,
+        update,
+        bell_call_active=bell_call_active,
+        reports=reports,
+    )
+    assert len(seen_while_calling) == 5
+    assert all("verified" in states and "installing" not in states for states in seen_while_calling)
+    assert reports[-1].state == "committed"

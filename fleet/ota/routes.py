@@ -1,10 +1,10 @@
 """/ota: releases and campaigns for people (under /api/v1, with a token), and the release files
 for nodes (under /ota/v1, without one: everything a node fetches is signed, and it checks).
 
-Uploading a release is the admin's (`inventory:write`); starting and steering a campaign is the
-control centre's (`node:command`: a campaign sends nodes offers, as a command would); reading is
-everyone's. Every change is written to the audit log, and so is every refused upload. The logic
-lives in releases.py, store.py and campaign.py; this module only translates.
+Uploading a release is the admin's (`ota:release`); starting and steering a campaign is the
+control centre's (`ota:campaign`); reading is everyone's. Every change is written to the audit
+log, and so is every refused upload. The logic lives in releases.py, store.py and campaign.py;
+this module only translates.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from protocols.topics import ID_PATTERN
 router = APIRouter(tags=["ota"])
 node_router = APIRouter(tags=["ota (nodes)"])
 Reader = Depends(require(Permission.READ))
-Uploader = Annotated[Principal, Depends(require(Permission.INVENTORY_WRITE))]
-Steerer = Annotated[Principal, Depends(require(Permission.NODE_COMMAND))]
+Uploader = Annotated[Principal, Depends(require(Permission.OTA_RELEASE))]
+Steerer = Annotated[Principal, Depends(require(Permission.OTA_CAMPAIGN))]
 
 RELEASE_ID = r"^(edge-agent|controller-firmware)-\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$"
 ReleaseId = Annotated[str, Path(pattern=RELEASE_ID, max_length=200)]

@@ -1,10 +1,11 @@
 """`/live`: a server-sent event stream per open page, saying what changed so the page's
 fragments fetch themselves again (`hx-trigger="live:alarms from:body"`, relayed by app.js):
-`alarms`, `faults`, `nodes`.
+`alarms`, `faults`, `nodes`, `ota`.
 
 Changes are found by watching small watermarks in the database a few times a second (the last
-alarm and how many are latched, tickets by state, nodes online), so a change made by any fleet
-worker, or by ingest, reaches every browser; no page ever reloads whole.
+alarm and how many are latched, tickets by state, nodes online, the latest change to an OTA
+campaign or to one of its nodes), so a change made by any fleet worker, or by ingest, reaches
+every browser; no page ever reloads whole.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fleet.alarms.models import BellAlarmRecord
 from fleet.audit.models import AuditEntry
 from fleet.faults.store import FaultTicketRow
 from fleet.inventory.models import Node
+from fleet.ota.models import OtaCampaign, OtaCampaignNode
 from fleet.web.session import Viewer
 
 router = APIRouter(include_in_schema=False)
@@ -49,7 +51,31 @@ def watermarks(engine: sa.Engine) -> Watermarks:
         nodes = db.execute(
             sa.select(sa.func.count(), sa.func.count().filter(Node.online), sa.func.max(Node.birth_ms))
         ).one()
-    return {"alarms": tuple(alarms), "faults": (*(tuple(f) for f in faults), audited), "nodes": tuple(nodes)}
+        campaigns = db.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.max(OtaCampaign.updated_at_ms),
+                sa.func.count(OtaCampaign.finished_at_ms),
+            )
+        ).one()
+        # A node's report moves its state (updated_at_ms) or, within a state, only its progress:
+        # every report taken is heard (last_heard_ms). The runner's offers and holds change
+        # neither of those on a queued node, hence the offers and the holds counted too.
+        ota_nodes = db.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.max(OtaCampaignNode.updated_at_ms),
+                sa.func.max(OtaCampaignNode.last_heard_ms),
+                sa.func.coalesce(sa.func.sum(OtaCampaignNode.offers), 0),
+                sa.func.count(OtaCampaignNode.hold),
+            )
+        ).one()
+    return {
+        "alarms": tuple(alarms),
+        "faults": (*(tuple(f) for f in faults), audited),
+        "nodes": tuple(nodes),
+        "ota": (*campaigns, *ota_nodes),
+    }
 
 
 async def changes(engine: sa.Engine, request: Request) -> AsyncIterator[str]:

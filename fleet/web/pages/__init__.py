@@ -8,7 +8,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from fleet.web import live
-from fleet.web.pages import alarms, faults, inspections, nodes, overview, reports, signin, tech
+from fleet.web.pages import alarms, campaigns, faults, inspections, nodes, overview, reports, signin, tech
 from fleet.web.render import STATIC, page
 from fleet.web.session import PageForbidden, SignInRequired, home_of
 
@@ -20,6 +20,7 @@ ROUTERS = (
     nodes.router,
     inspections.router,
     reports.router,
+    campaigns.router,
     tech.router,
     live.router,
 )

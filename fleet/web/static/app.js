@@ -13,7 +13,7 @@
   var lost = document.getElementById("live-lost");
   if (body.dataset.live && window.EventSource) {
     var source = new EventSource(body.dataset.live);
-    ["alarms", "faults", "nodes"].forEach(function (name) {
+    ["alarms", "faults", "nodes", "ota"].forEach(function (name) {
       source.addEventListener(name, function () {
         if (window.htmx) window.htmx.trigger(body, "live:" + name);
       });

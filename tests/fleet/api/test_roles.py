@@ -134,3 +134,31 @@ def test_without_a_valid_token_nothing_but_health_answers(api: Api) -> None:
     garbage = api.anonymous()
     garbage.token = "not-a-token"
     assert garbage.get("/api/v1/nodes").body["error"]["message"].startswith("malformed token")
+
+
+# OTA has permissions of its own: a refusal names them, not the inventory's or a command's.
+OTA_REFUSALS = [
+    (Role.OPERATOR, "POST", "/ota/releases", "ota:release"),
+    (Role.TECHNICIAN, "POST", "/ota/campaigns", "ota:campaign"),
+    (Role.VIEWER, "POST", f"/ota/campaigns/{CAMPAIGN}/pause", "ota:campaign"),
+    (Role.TECHNICIAN, "POST", f"/ota/campaigns/{CAMPAIGN}/approve", "ota:campaign"),
+]
+
+
+@pytest.mark.parametrize(("role", "method", "path", "permission"), OTA_REFUSALS)
+def test_ota_refusals_name_the_ota_permissions(
+    api: Api, role: Role, method: str, path: str, permission: str
+) -> None:
+    body = {"release_id": RELEASE} if path == "/ota/campaigns" else {}
+    response = api.as_(role).request(method, f"/api/v1{path}", body)
+    assert (response.status, response.code) == (403, "forbidden")
+    assert f"lacks the permission {permission!r}" in response.body["error"]["message"]
+
+
+def test_whoami_lists_the_ota_permissions_by_role(api: Api) -> None:
+    held = {role: set(api.as_(role).get("/api/v1/whoami").body["permissions"]) for role in Role}
+    assert "ota:campaign" in held[Role.OPERATOR]
+    assert "ota:release" not in held[Role.OPERATOR]
+    assert {"ota:campaign", "ota:release"} <= held[Role.ADMIN]
+    assert held[Role.VIEWER].isdisjoint({"ota:campaign", "ota:release"})
+    assert held[Role.TECHNICIAN].isdisjoint({"ota:campaign", "ota:release"})

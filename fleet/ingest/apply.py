@@ -57,12 +57,15 @@ class FaultPolicy:
 def apply(
     session: Session, node_id: str, message: m.Message, received_ms: int, *, faults: FaultPolicy | None = None
 ) -> Applied:
-    node = session.scalars(
-        sa.select(Node)
-        .where(Node.node_id == node_id)
-        .options(selectinload(Node.cameras), selectinload(Node.controller), selectinload(Node.site))
-        .with_for_update()
-    ).one_or_none()
+    query = sa.select(Node).where(Node.node_id == node_id).with_for_update()
+    if isinstance(message, m.NodeBirth):
+        # Only a birth replaces the node's inventory; every other message needs the node's own
+        # row alone (its session counters), so the three relation loads are not paid for each
+        # progress report or event.
+        query = query.options(
+            selectinload(Node.cameras), selectinload(Node.controller), selectinload(Node.site)
+        )
+    node = session.scalars(query).one_or_none()
     if node is None:
         if not isinstance(message, m.NodeBirth):
             # Data from a node the fleet has never seen born (a fresh database, a new pole).

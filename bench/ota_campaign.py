@@ -29,7 +29,6 @@ import http.client
 import json
 import logging
 import socketserver
-import subprocess
 import sys
 import tempfile
 import threading
@@ -48,13 +47,13 @@ from bench._ota_nodes import SimulatedPoles
 from bench._report import Figure, print_figures, print_header, quick_flag
 from protocols import ota
 from watchpost.broker import MosquittoBroker, free_port
+from watchpost.fleetprocess import FleetProcess
 from watchpost.ota import build
 from watchpost.postgres import PostgresCluster
 
 FULL_NODES, QUICK_NODES = 1500, 20
 POLE_WORKERS = 16  # simulated poles downloading at once
 SERVING_CLIENTS, SERVING_ROUNDS = 8, 8
-WATCHPOST = Path(sys.executable).parent / "watchpost"
 PLANS: list[tuple[str, list[dict[str, Any]]]] = [
     ("canary 1, then 10 %, then 100 %", [{"nodes": 1}, {"percent": 10}, {"percent": 100}]),
     ("canary 15, then 100 %", [{"nodes": 15}, {"percent": 100}]),
@@ -139,33 +138,8 @@ public_url = "http://127.0.0.1:{port}"
 tick_s = 0.5
 """
     )
-    stderr = (workdir / "fleet.stderr").open("wb")
-    process = subprocess.Popen([str(WATCHPOST), "fleet", "serve", "--config", str(settings)], stderr=stderr)
-    token_file = workdir / "data" / "admin.token"
-    deadline = time.monotonic() + 120
-    try:
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"the fleet did not start: {(workdir / 'fleet.stderr').read_text()[-2000:]}"
-                )
-            if token_file.exists() and token_file.read_text().strip():
-                api = FleetApi(port, token_file.read_text().strip())
-                try:
-                    api.call("GET", "/health")
-                    break
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        yield api
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        stderr.close()
+    with FleetProcess(settings, data_dir=workdir / "data", port=port, startup_timeout=120) as fleet:
+        yield FleetApi(port, fleet.token)
 
 
 def wait_until(done: Callable[[], bool], what: str) -> None:

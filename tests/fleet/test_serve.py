@@ -23,6 +23,7 @@ from protocols import messages as m
 from protocols.topics import Kind, host_state_topic, node_topic
 from tests.mqtt_observer import Observer
 from watchpost.broker import MosquittoBroker, free_port
+from watchpost.fleetprocess import FleetProcess
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 WATCHPOST = Path(sys.executable).parent / "watchpost"
@@ -87,30 +88,9 @@ offline_raise_after_s = 0
 def fleet(tmp_path: Path, broker: MosquittoBroker, postgres_url: str) -> Iterator[Fleet]:
     port = free_port()
     settings = write_settings(tmp_path, broker, postgres_url, port)
-    stderr = tmp_path / "fleet.stderr"
-    with stderr.open("wb") as err:
-        process = subprocess.Popen([str(WATCHPOST), "fleet", "serve", "--config", str(settings)], stderr=err)
-    token_file = tmp_path / "data" / "admin.token"
-    deadline = time.monotonic() + 60
-    fleet = None
-    while fleet is None:
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"fleet did not start: {stderr.read_text()[-2000:]}")
-        if token_file.exists() and token_file.read_text().strip():
-            candidate = Fleet(process, port, token_file.read_text().strip(), stderr)
-            try:
-                if candidate.call("GET", "/health")[0] == 200:
-                    fleet = candidate
-            except OSError:
-                pass
-        time.sleep(0.1)
-    try:
-        yield fleet
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with FleetProcess(settings, data_dir=tmp_path / "data", port=port) as running:
+        assert running.process is not None
+        yield Fleet(running.process, port, running.token, running.stderr_path)
 
 
 def test_a_pole_through_the_fleet_process(fleet: Fleet, broker: MosquittoBroker, postgres_url: str) -> None:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -29,9 +27,10 @@ from protocols import ota
 from tests.edge.agent_process import SupervisedAgent
 from tests.edge.ota.conftest import Releases
 from tests.fleet.ota.conftest import multipart
-from tests.fleet.test_serve import WATCHPOST, Fleet
+from tests.fleet.test_serve import Fleet
 from tests.mqtt_observer import Observer, Seen
 from watchpost.broker import MosquittoBroker, free_port
+from watchpost.fleetprocess import FleetProcess as RunningFleet
 from watchpost.ota.build import BuiltRelease
 from watchpost.postgres import PostgresCluster
 
@@ -140,32 +139,9 @@ public_url = "http://127.0.0.1:{port}"
 tick_s = 0.2
 """
     )
-    stderr = home / "fleet.stderr"
-    with stderr.open("wb") as err:
-        process = subprocess.Popen([str(WATCHPOST), "fleet", "serve", "--config", str(settings)], stderr=err)
-    token_file = home / "data" / "admin.token"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"fleet did not start: {stderr.read_text()[-2000:]}")
-            if token_file.exists() and token_file.read_text().strip():
-                candidate = FleetProcess(process, port, token_file.read_text().strip(), stderr)
-                try:
-                    if candidate.call("GET", "/health")[0] == 200:
-                        break
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        yield candidate
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with RunningFleet(settings, data_dir=home / "data", port=port) as running:
+        assert running.process is not None
+        yield FleetProcess(running.process, port, running.token, running.stderr_path)
 
 
 @dataclass

@@ -5,8 +5,6 @@ pole over MQTT, and the pole's progress through the process's ingest completes t
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,9 +17,10 @@ from protocols import messages as m
 from protocols import ota
 from protocols.topics import Kind, node_topic
 from tests.fleet.ota.conftest import TRUSTED, make_release, multipart
-from tests.fleet.test_serve import WATCHPOST, Fleet
+from tests.fleet.test_serve import Fleet
 from tests.mqtt_observer import Observer
 from watchpost.broker import MosquittoBroker, free_port
+from watchpost.fleetprocess import FleetProcess
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 NODE = "pole-0412"
@@ -65,28 +64,9 @@ public_url = "http://fleet.test:{port}"
 tick_s = 0.2
 """
     )
-    stderr = tmp_path / "fleet.stderr"
-    with stderr.open("wb") as err:
-        process = subprocess.Popen([str(WATCHPOST), "fleet", "serve", "--config", str(settings)], stderr=err)
-    token_file = tmp_path / "data" / "admin.token"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"fleet did not start: {stderr.read_text()[-2000:]}")
-            if token_file.exists() and token_file.read_text().strip():
-                candidate = Fleet(process, port, token_file.read_text().strip(), stderr)
-                try:
-                    if candidate.call("GET", "/health")[0] == 200:
-                        break
-                except OSError:
-                    pass
-            time.sleep(0.1)
-        yield candidate
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    with FleetProcess(settings, data_dir=tmp_path / "data", port=port) as running:
+        assert running.process is not None
+        yield Fleet(running.process, port, running.token, running.stderr_path)
 
 
 def test_a_release_and_a_campaign_through_the_fleet_process(fleet: Fleet, broker: MosquittoBroker) -> None:

@@ -23,6 +23,7 @@ from fleet.alarms.models import BellAlarmRecord
 from fleet.audit.models import AuditEntry
 from fleet.faults.store import FaultTicketRow
 from fleet.inventory.models import Node
+from fleet.ota import store as ota_store
 from fleet.ota.models import OtaCampaign, OtaCampaignNode
 from fleet.web.session import Viewer
 
@@ -60,7 +61,11 @@ def watermarks(engine: sa.Engine) -> Watermarks:
         ).one()
         # A node's report moves its state (updated_at_ms) or, within a state, only its progress:
         # every report taken is heard (last_heard_ms). The runner's offers and holds change
-        # neither of those on a queued node, hence the offers and the holds counted too.
+        # neither of those on a queued node, hence the offers and the holds counted too. Only
+        # the nodes of campaigns still under way: a finished campaign's nodes no longer change
+        # (its finishing shows in the campaigns' figures above), and the unique index on
+        # (campaign_pk, node_id) keeps this to the few thousand rows that can.
+        under_way = sa.select(OtaCampaign.id).where(OtaCampaign.state.in_(ota_store.ACTIVE_STATES))
         ota_nodes = db.execute(
             sa.select(
                 sa.func.count(),
@@ -68,7 +73,7 @@ def watermarks(engine: sa.Engine) -> Watermarks:
                 sa.func.max(OtaCampaignNode.last_heard_ms),
                 sa.func.coalesce(sa.func.sum(OtaCampaignNode.offers), 0),
                 sa.func.count(OtaCampaignNode.hold),
-            )
+            ).where(OtaCampaignNode.campaign_pk.in_(under_way))
         ).one()
     return {
         "alarms": tuple(alarms),

@@ -86,7 +86,7 @@ def quick_flag(description: str, argv: Sequence[str] | None = None) -> bool:
     return bool(parser.parse_args(argv).quick)
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -99,7 +99,7 @@ def _cpu_model() -> str:
 def print_header(title: str, details: Sequence[tuple[str, str]], *, quick: bool) -> None:
     rows = [
         ("date", dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")),
-        ("machine", f"{platform.platform()}, {_cpu_model()}, {os.cpu_count()} CPUs"),
+        ("machine", f"{platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs"),
         ("python", f"{platform.python_implementation()} {platform.python_version()}"),
         *details,
     ]

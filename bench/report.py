@@ -39,6 +39,7 @@ BENCHMARKS: list[tuple[str, str]] = [
     ("edge_rss", "the edge agent's memory on a Pi-sized budget"),
     ("fleet_ingest", "fleet ingest of node telemetry through a real broker"),
     ("fleet_api", "node death to fault in the API; listing the whole fleet"),
+    ("fleet_scale", "100,000 nodes through a few connections: births, telemetry, deaths to faults"),
     ("dashboard", "the control-centre dashboard's first paint at fleet size"),
     ("alarm_screen", "bell press to the alarm banner on the operator's screen"),
     ("ota_delta", "an edge-agent release as a delta against its full artifact"),

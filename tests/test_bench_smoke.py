@@ -348,3 +348,20 @@ def test_ota_campaign_prints_each_wave_plan_and_artifact_serving_beside_their_re
         "artifact serving, fleet node-facing route, 8 clients",
         "reference: the same file by socket.sendfile, no HTTP framework",
     )
+
+
+@pytest.mark.broker
+@pytest.mark.postgres
+def test_fleet_scale_prints_births_telemetry_and_fault_detection_beside_mosquitto_sub() -> None:
+    output = run_quick("fleet_scale.py")
+    assert_header(output)
+    assert re.search(r"^  nodes\s+2,000 through 4 MQTT connections$", output, re.MULTILINE)
+    assert re.search(r"^  rebirths\s+0 asked", output, re.MULTILINE)
+    found = figures(output)
+    for label, unit in (
+        ("births applied (node sessions, sites)", "births/s"),
+        ("telemetry applied and written", "msg/s"),
+        ("deaths to open offline tickets", "deaths/s"),
+    ):
+        assert_positive(found, unit, label, "reference: mosquitto_sub on the same messages")
+    assert re.search(r"^all 20 offline tickets open [\d.]+ s after the first death", output, re.MULTILINE)

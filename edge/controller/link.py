@@ -220,8 +220,9 @@ class ControllerLink:
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait(), not `await` under suppress(CancelledError), which would also swallow a
+            # cancel of the caller landing meanwhile (edge.uplink.mqtt has the same note).
+            await asyncio.wait({self._task})
             self._task = None
         if self._transport is not None:
             self._transport.close()

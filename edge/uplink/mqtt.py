@@ -269,8 +269,10 @@ class Uplink:
             self._close(conn)  # before any await: offline and requeued are seen together
             if misc is not None:
                 misc.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await misc
+                # wait(), not `await misc` under suppress(CancelledError): that would also
+                # swallow a cancel of this task landing right now, and the uplink would never
+                # stop. wait() does not raise misc's cancellation; ours still propagates.
+                await asyncio.wait({misc})
 
     def _new_client(self, bd_seq: int) -> paho.Client:
         s = self.settings

@@ -4,11 +4,13 @@ the date and the commit.
 
     python bench/report.py                 # full figures: docs/performance.md (tens of minutes)
     python bench/report.py --quick --out build/performance-quick.md   # do they still run?
-    python bench/report.py --only fleet_ingest ota_campaign            # some of them
+    python bench/report.py --only fleet_ingest ota_campaign            # some of them, again
 
-Each benchmark runs as its own process (`python bench/<name>.py`), one after another, so none
-measures beside another. A benchmark that fails is reported as failed, with its error, and the
-run goes on; the exit status is then 1.
+With --only, the other benchmarks' sections of the existing report stay as they were; each
+section names the date and commit of its own run. Each benchmark runs as its own process
+(`python bench/<name>.py`), one after another, so none measures beside another. A benchmark
+that fails is reported as failed, with its error, and the run goes on; the exit status is
+then 1.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -82,7 +85,42 @@ def commit() -> str:
     return described.stdout.strip()
 
 
-def render(runs: list[Run], *, quick: bool, started: dt.datetime) -> str:
+def table_row(run: Run) -> str:
+    status = "ok" if run.returncode == 0 else f"**failed** (exit {run.returncode})"
+    return f"| [{run.name}](#{run.name}) | {run.what} | {run.seconds:.0f} s | {status} |"
+
+
+def section(run: Run, *, when: str, at: str) -> str:
+    lines = [f"## {run.name}", "", f"{run.what} (`bench/{run.name}.py`, run {when} at {at}).", "", "```text"]
+    lines += run.output.rstrip().splitlines() or ["(no output)"]
+    lines.append("```")
+    if run.returncode != 0:
+        tail = run.errors.rstrip().splitlines()[-30:]
+        lines += ["", f"Failed with exit status {run.returncode}; the end of its stderr:", "", "```text"]
+        lines += tail or ["(nothing)"]
+        lines.append("```")
+    return "\n".join(lines)
+
+
+def earlier(report: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The table rows and sections of an earlier report, by benchmark name."""
+    rows = {match[1]: match[0] for match in re.finditer(r"^\| \[(\w+)\]\(#\w+\) \|.*$", report, re.MULTILINE)}
+    sections = {}
+    for part in re.split(r"^(?=## )", report, flags=re.MULTILINE)[1:]:
+        name = part.split("\n", 1)[0].removeprefix("## ").strip()
+        sections[name] = part.rstrip()
+    return rows, sections
+
+
+def render(runs: list[Run], *, quick: bool, started: dt.datetime, keep: str = "") -> str:
+    """The report of `runs`; with `keep` (an earlier report), its other benchmarks stay as they were."""
+    when, at = started.strftime("%Y-%m-%d %H:%M UTC"), commit()
+    rows, sections = earlier(keep) if keep else ({}, {})
+    for run in runs:
+        rows[run.name] = table_row(run)
+        sections[run.name] = section(run, when=when, at=at)
+    order = [name for name, _ in BENCHMARKS if name in rows]
+    rerun = [run.name for run in runs]
     lines = [
         "# Performance",
         "",
@@ -90,10 +128,10 @@ def render(runs: list[Run], *, quick: bool, started: dt.datetime) -> str:
         + (" --quick: a smoke run, **not figures**" if quick else "")
         + ". Do not edit by hand: run it again.",
         "",
-        f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- date: {when}" + (f" ({', '.join(rerun)}; the others as their sections say)" if keep else ""),
         f"- machine: {platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs",
         f"- python: {platform.python_implementation()} {platform.python_version()}",
-        f"- commit: {commit()}",
+        f"- commit: {at}",
         "",
         "Each benchmark prints its figures beside a reference measured on the same machine in the",
         "same run (a slower or busier machine moves both); `best` is the least disturbed run,",
@@ -102,19 +140,10 @@ def render(runs: list[Run], *, quick: bool, started: dt.datetime) -> str:
         "",
         "| benchmark | what it measures | took | |",
         "|---|---|---|---|",
+        *(rows[name] for name in order),
     ]
-    for run in runs:
-        status = "ok" if run.returncode == 0 else f"**failed** (exit {run.returncode})"
-        lines.append(f"| [{run.name}](#{run.name}) | {run.what} | {run.seconds:.0f} s | {status} |")
-    for run in runs:
-        lines += ["", f"## {run.name}", "", f"{run.what} (`bench/{run.name}.py`).", "", "```text"]
-        lines += run.output.rstrip().splitlines() or ["(no output)"]
-        lines.append("```")
-        if run.returncode != 0:
-            tail = run.errors.rstrip().splitlines()[-30:]
-            lines += ["", f"Failed with exit status {run.returncode}; the end of its stderr:", "", "```text"]
-            lines += tail or ["(nothing)"]
-            lines.append("```")
+    for name in order:
+        lines += ["", sections[name]]
     return "\n".join(lines) + "\n"
 
 
@@ -142,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'ok' if run.returncode == 0 else 'FAILED'} in {run.seconds:.0f} s", flush=True)
         runs.append(run)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(runs, quick=args.quick, started=started), encoding="utf-8")
+    # Some benchmarks of a full report: the others' figures stay as they were.
+    keep = out.read_text(encoding="utf-8") if args.only and out.exists() else ""
+    out.write_text(render(runs, quick=args.quick, started=started, keep=keep), encoding="utf-8")
     print(f"wrote {out}")
     return 0 if all(run.returncode == 0 for run in runs) else 1
 

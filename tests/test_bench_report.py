@@ -78,3 +78,30 @@ def test_an_unknown_benchmark_is_named() -> None:
     )
     assert result.returncode == 2
     assert "no benchmark warp_drive" in result.stderr
+
+
+def test_a_partial_run_keeps_the_other_benchmarks_sections(tmp_path: Path) -> None:
+    out = tmp_path / "performance.md"
+
+    def report(*names: str) -> str:
+        result = subprocess.run(
+            [sys.executable, str(BENCH / "report.py"), "--quick", "--only", *names, "--out", str(out)],
+            cwd=BENCH.parent,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return out.read_text()
+
+    first = report("ota_delta", "payload_decode")
+    kept = first[first.index("## ota_delta") :].strip()
+    second = report("payload_decode")
+    # In the benchmarks' order, each once; ota_delta's section exactly as the first run wrote it.
+    assert re.findall(r"^## (\S+)$", second, re.MULTILINE) == ["payload_decode", "ota_delta"]
+    assert second.rstrip().endswith(kept)
+    assert len(re.findall(r"^\| \[\w+\]", second, re.MULTILINE)) == 2
+    assert re.search(
+        r"^- date: .+ \(payload_decode; the others as their sections say\)$", second, re.MULTILINE
+    )

@@ -357,6 +357,7 @@ def test_fleet_scale_prints_births_telemetry_and_fault_detection_beside_mosquitt
     assert_header(output)
     assert re.search(r"^  nodes\s+2,000 through 4 MQTT connections$", output, re.MULTILINE)
     assert re.search(r"^  rebirths\s+0 asked", output, re.MULTILINE)
+    assert re.search(r"^  timed out\s+0 nodes", output, re.MULTILINE)
     found = figures(output)
     for label, unit in (
         ("births applied (node sessions, sites)", "births/s"),

@@ -28,11 +28,11 @@ from pathlib import Path, PurePosixPath
 import serial  # type: ignore[import-untyped]  # pyserial ships no type hints
 
 import protocols.link
+from edge.controller import firmware_update
 
 READY_PATTERN = re.compile(rb"watchpost-controller (\S+) ready[^\r\n]*")
 REPL_BANNER = b'Type "help()" for more information.'  # main.py has ended
 VERSION_NAME = "FIRMWARE_VERSION"
-HASH_CHUNK = 512  # bytes read per step on the device: small, for a 64 KiB heap
 SELECTOR_NAME = "selector.py"  # in the firmware directory; /main.py on the device, in no slot
 FACTORY_SLOT = "a"
 SLOT_STATE = "/slot"
@@ -299,38 +299,12 @@ def copy_files(mpremote: str, port: str, files: Sequence[FirmwareFile]) -> None:
     run_mpremote(mpremote, port, actions[:-1], step="copying the firmware")
 
 
-def hashing_snippet(paths: Sequence[str]) -> str:
-    # Runs on the device: reads in small chunks so a 64 KiB heap is enough.
-    return (
-        "import hashlib, binascii\n"
-        f"for p in {list(paths)!r}:\n"
-        "    h = hashlib.sha256()\n"
-        "    try:\n"
-        "        f = open(p, 'rb')\n"
-        "    except OSError:\n"
-        "        print('sha256', p, 'missing')\n"
-        "        continue\n"
-        "    while True:\n"
-        f"        b = f.read({HASH_CHUNK})\n"
-        "        if not b:\n"
-        "            break\n"
-        "        h.update(b)\n"
-        "    f.close()\n"
-        "    print('sha256', p, binascii.hexlify(h.digest()).decode())\n"
-    )
-
-
 def device_hashes(mpremote: str, port: str, paths: Sequence[str]) -> dict[str, str]:
     """SHA-256 of each path as the device reads it ("missing" when it cannot open it)."""
     output = run_mpremote(
-        mpremote, port, ["exec", hashing_snippet(paths)], step="hashing the files on the device"
+        mpremote, port, ["exec", firmware_update.hashing_code(paths)], step="hashing the files on the device"
     )
-    found: dict[str, str] = {}
-    for line in output.splitlines():
-        parts = line.strip().split(" ")
-        if len(parts) == 3 and parts[0] == "sha256":
-            found[parts[1]] = parts[2]
-    return found
+    return firmware_update.device_hashes(output)
 
 
 def verify_hashes(mpremote: str, port: str, expected: Mapping[str, str]) -> None:

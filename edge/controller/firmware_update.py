@@ -268,12 +268,13 @@ def _write_file(repl: RawRepl, path: str, data: bytes) -> None:
         _exec(repl, code)
 
 
-def _verify(repl: RawRepl, target: str, files: Sequence[FirmwareFile]) -> None:
-    paths = [f"/{target}/{f.path}" for f in files]
-    output = _exec(
-        repl,
+def hashing_code(paths: Sequence[str]) -> str:
+    """MicroPython source that prints `sha256 <path> <hex>` (or `missing`) for each path, read in
+    small chunks so a tight heap is enough. `watchpost firmware deploy` runs it through
+    mpremote, the update through the raw REPL; `device_hashes` reads what it printed."""
+    return (
         "import binascii, hashlib\n"
-        f"for p in {paths!r}:\n"
+        f"for p in {list(paths)!r}:\n"
         "    h = hashlib.sha256()\n"
         "    try:\n"
         "        f = open(p, 'rb')\n"
@@ -286,13 +287,23 @@ def _verify(repl: RawRepl, target: str, files: Sequence[FirmwareFile]) -> None:
         "            break\n"
         "        h.update(b)\n"
         "    f.close()\n"
-        "    print('sha256', p, binascii.hexlify(h.digest()).decode())\n",
+        "    print('sha256', p, binascii.hexlify(h.digest()).decode())\n"
     )
-    found = {}
+
+
+def device_hashes(output: str) -> dict[str, str]:
+    """Path -> SHA-256 (or "missing") from what `hashing_code` printed on the device."""
+    found: dict[str, str] = {}
     for line in output.splitlines():
         words = line.split()
         if len(words) == 3 and words[0] == "sha256":
             found[words[1]] = words[2]
+    return found
+
+
+def _verify(repl: RawRepl, target: str, files: Sequence[FirmwareFile]) -> None:
+    paths = [f"/{target}/{f.path}" for f in files]
+    found = device_hashes(_exec(repl, hashing_code(paths)))
     wrong = [
         f"{f.path} (expected {f.sha256[:16]}…, the device read {found.get(p, 'nothing')[:16]}…)"
         for f, p in zip(files, paths, strict=True)

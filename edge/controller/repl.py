@@ -46,6 +46,9 @@ def _wp_feed():
 """
 
 
+ENTER_ATTEMPT_S = 2.0  # how long one interrupt-and-CTRL-A waits for the raw REPL banner
+
+
 class ReplError(Exception):
     """The console did not behave like a MicroPython REPL; `step` says what was being done."""
 
@@ -165,12 +168,22 @@ class RawRepl:
         """Interrupt whatever runs and soft-reset into raw REPL: a fresh interpreter whose
         heap the firmware no longer holds, and main.py does not run (raw REPL skips it)."""
         step = "entering raw REPL"
-        self._write(b"\r" + CTRL_C, step)
-        time.sleep(0.1)
-        self._write(CTRL_C, step)  # a second one, should the first land in a try/except
-        self._drain()
-        self._write(b"\r" + CTRL_A, step)
-        self._read_until(RAW_BANNER + b">", step)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self._write(b"\r" + CTRL_C, step)
+            time.sleep(0.1)
+            self._write(CTRL_C, step)  # a second one, should the first land in a try/except
+            self._drain()
+            self._write(b"\r" + CTRL_A, step)
+            # A board still booting, or unwinding from the interrupt, can miss the CTRL-A: ask
+            # again until the whole timeout has gone, not once.
+            left = deadline - time.monotonic()
+            try:
+                self._read_until(RAW_BANNER + b">", step, timeout=max(0.0, min(ENTER_ATTEMPT_S, left)))
+                break
+            except ReplError:
+                if time.monotonic() >= deadline:
+                    raise
         self._write(CTRL_D, step)
         self._read_until(SOFT_REBOOT, "soft-resetting in raw REPL")
         self._read_until(RAW_BANNER, "soft-resetting in raw REPL")

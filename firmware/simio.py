@@ -40,6 +40,8 @@ class SimControl:
     #   bell 1|0      button pressed / released      door 1|0       cabinet open / shut
     #   loop <raw>    bell-loop ADC (65535 cut, 0 shorted, 32768 normal)
     #   temp <degC>   supply <volts>                 hang           stop feeding the watchdog
+    #   outputs <n>   write "<n> <lamp> <buzzer>" to /dev/outputs: what a probe on the
+    #                 output pins would read (the HIL rig's witness of the lamp)
     def __init__(self, path, board):
         import select
 
@@ -78,7 +80,11 @@ class SimControl:
             while True:
                 time.sleep_ms(50)
         value = words[1]
-        if name == b"bell":
+        if name == b"outputs":
+            # One short write; the host rereads until the line is whole and names its ask.
+            with open("/dev/outputs", "w") as f:
+                f.write("%d %d %d\n" % (int(value), b.lamp.value(), b.buzzer.value()))
+        elif name == b"bell":
             b.bell.set(0 if int(value) else 1)  # button to GND: pressed reads 0
         elif name == b"door":
             b.door.set(1 if int(value) else 0)  # switch opens with the door: open reads 1

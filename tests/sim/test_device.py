@@ -172,6 +172,19 @@ def test_a_lamp_command_is_carried_out(start_pole: Callable[..., Pole]) -> None:
 
 
 @pytest.mark.micropython
+def test_the_output_pins_can_be_probed_from_the_host(start_pole: Callable[..., Pole]) -> None:
+    # The HIL rig's witness of the lamp: what a probe on the pins reads, not what the link says.
+    pole = start_pole()
+    pole.edge.expect(is_hello)
+    assert pole.inputs.outputs().lamp is False
+    pole.edge.command({"cmd": "lamp", "on": True, "s": 30, "buzz": True, "id": "c-8"})
+    pole.edge.expect(lambda f, p: f.frame_type == link.T_RESULT)
+    lit = pole.inputs.outputs()
+    assert lit.lamp is True
+    assert lit.buzzer is True
+
+
+@pytest.mark.micropython
 def test_the_control_channel_sets_door_loop_and_sensors(start_pole: Callable[..., Pole]) -> None:
     pole = start_pole()
     edge, inputs = pole.edge, pole.inputs

@@ -10,7 +10,10 @@ The state lives in the firmware's fake pins, so a controller reset returns every
 from __future__ import annotations
 
 import errno
+import itertools
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # A bell-loop ADC reading for each wiring state (firmware/bell.py's default bands).
@@ -30,11 +33,21 @@ class ControlError(Exception):
         self.path = path
 
 
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """The controller's output pins, as a probe on them would read."""
+
+    lamp: bool
+    buzzer: bool
+
+
 class SimulatedInputs:
     """Set the inputs of the simulated pole controller running on `state_dir`."""
 
     def __init__(self, state_dir: Path) -> None:
         self.path = state_dir / "dev" / "control"
+        self._outputs = state_dir / "dev" / "outputs"
+        self._asks = itertools.count(1)
 
     def send(self, command: str) -> None:
         """Write one raw control line, e.g. "loop 40000"."""
@@ -102,3 +115,22 @@ class SimulatedInputs:
     def hang(self) -> None:
         """The firmware spins without feeding its watchdog (until the watchdog resets it)."""
         self.send("hang")
+
+    # -- outputs (read, not set)
+
+    def outputs(self, timeout: float = 5.0) -> Outputs:
+        """Ask the firmware for its output pins and wait for its answer in `dev/outputs`. The
+        firmware answers between two turns of its loop, so a hung controller does not answer:
+        TimeoutError."""
+        ask = next(self._asks)
+        self.send(f"outputs {ask}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                words = self._outputs.read_text().split()
+            except FileNotFoundError:
+                words = []
+            if len(words) == 3 and words[0] == str(ask):
+                return Outputs(lamp=words[1] == "1", buzzer=words[2] == "1")
+            time.sleep(0.02)
+        raise TimeoutError(f"the simulated controller did not report its outputs within {timeout} s")

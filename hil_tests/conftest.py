@@ -45,24 +45,26 @@ def rig(rig_env: Environment, tmp_path: Path, request: pytest.FixtureRequest) ->
         if hasattr(resource, "workdir"):  # the simulated pole keeps its files under the test's
             resource.workdir = tmp_path / "pole"
             resource.workdir.mkdir()
-    with Lab(
-        tmp_path / "lab",
-        listen_host=lab_options.get("listen", "127.0.0.1"),
-        advertise_host=lab_options.get("address", "127.0.0.1"),
-    ) as lab:
-        with Observer(lab.broker, "watchpost/v1/node/#") as seen:
-            built = Rig(target, lab, seen)
-            try:
-                _power_up(built, tmp_path, request)
-                yield built
-            finally:
-                failed = getattr(request.node, "rep_call", None)
-                if failed is not None and failed.failed:
-                    print(built.diagnostics())
-                built.node.stop()
-                built.power.off()
-                for driver in list(target.drivers):
-                    target.deactivate(driver)
+    with (
+        Lab(
+            tmp_path / "lab",
+            listen_host=lab_options.get("listen", "127.0.0.1"),
+            advertise_host=lab_options.get("address", "127.0.0.1"),
+        ) as lab,
+        Observer(lab.broker, "watchpost/v1/node/#") as seen,
+    ):
+        built = Rig(target, lab, seen)
+        try:
+            _power_up(built, tmp_path, request)
+            yield built
+        finally:
+            failed = getattr(request.node, "rep_call", None)
+            if failed is not None and failed.failed:
+                print(built.diagnostics())
+            built.node.stop()
+            built.power.off()
+            for driver in list(target.drivers):
+                target.deactivate(driver)
 
 
 def _power_up(rig: Rig, workdir: Path, request: pytest.FixtureRequest) -> None:

@@ -97,14 +97,15 @@ class Rig:
     def sent(self, kind: str, match: Callable[[dict[str, Any]], bool] = lambda body: True) -> list[Seen]:
         """Messages of `kind` the node published (up/), in arrival order, whose body matches."""
         prefix = f"watchpost/v1/node/{self.node_id}/up/"
-        return [s for s in list(self.mqtt.messages) if s.topic.startswith(prefix) and s.kind == kind and match(s.json())]
+        mine = [s for s in list(self.mqtt.messages) if s.topic.startswith(prefix) and s.kind == kind]
+        return [s for s in mine if match(s.json())]
 
     def wait_sent(
         self, kind: str, match: Callable[[dict[str, Any]], bool] = lambda body: True, *, count: int = 1
     ) -> list[Seen]:
         return wait_until(
             f"{count} {kind} message(s) from {self.node_id}",
-            lambda: (found if len(found := self.sent(kind, match)) >= count else None),
+            lambda: found if len(found := self.sent(kind, match)) >= count else None,
         )
 
     def wait_online(self, *, timeout: float = WAIT_S) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attr
 from labgrid.driver.common import Driver
@@ -109,7 +109,7 @@ class SimulatedControllerDriver(Driver, ControllerFaultProtocol):
     """The pole controller: `watchpost sim controller` with the firmware laid out in its flash
     as `watchpost firmware deploy` does. Its flash survives a power cut; its pins do not."""
 
-    bindings = {"pole": "SimulatedPole"}
+    bindings: ClassVar[dict[str, Any]] = {"pole": "SimulatedPole"}
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -174,7 +174,7 @@ class SimulatedInputDriver(Driver, DigitalOutputProtocol):
     """A relay closing a contact on one of the controller's inputs: `line` is "bell" (the
     button: closed means pressed) or "door" (the cabinet switch: closed means open)."""
 
-    bindings = {"controller": "SimulatedControllerDriver"}
+    bindings: ClassVar[dict[str, Any]] = {"controller": "SimulatedControllerDriver"}
     line = attr.ib(validator=attr.validators.in_(["bell", "door"]))
 
     def __attrs_post_init__(self) -> None:
@@ -197,7 +197,7 @@ class SimulatedInputDriver(Driver, DigitalOutputProtocol):
 class SimulatedLampDriver(Driver, DigitalInputProtocol):
     """The probe on the lamp's output pin: what the controller drives, not what it reports."""
 
-    bindings = {"controller": "SimulatedControllerDriver"}
+    bindings: ClassVar[dict[str, Any]] = {"controller": "SimulatedControllerDriver"}
 
     @Driver.check_active
     @step(result=True)
@@ -212,7 +212,7 @@ class SimulatedCameraDriver(Driver, DigitalOutputProtocol):
     """The camera's PoE port: on, a listener answers the agent's TCP probe on `port`; off, the
     port refuses, as an unplugged camera's address does."""
 
-    bindings = {"pole": "SimulatedPole"}
+    bindings: ClassVar[dict[str, Any]] = {"pole": "SimulatedPole"}
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -256,7 +256,7 @@ class SimulatedEdgeNodeDriver(Driver, EdgeNodeProtocol):
     """`watchpost edge run` as the node's systemd unit runs it: restarted whenever it exits
     (`Restart=always`), its state directory kept across restarts and power cuts."""
 
-    bindings = {
+    bindings: ClassVar[dict[str, Any]] = {
         "pole": "SimulatedPole",
         "controller": "SimulatedControllerDriver",
         "camera": "SimulatedCameraDriver",
@@ -296,7 +296,6 @@ class SimulatedEdgeNodeDriver(Driver, EdgeNodeProtocol):
         home.mkdir(parents=True, exist_ok=True)
         (home / "pin").write_text(self.pin)
         self.http_port = self.http_port or free_port()
-        camera_port = self.camera.port
         config: dict[str, Any] = {
             "node": {"id": self.node_id, "site_id": self.site_id, "state_dir": str(self.state_dir)},
             "uplink": {
@@ -310,7 +309,8 @@ class SimulatedEdgeNodeDriver(Driver, EdgeNodeProtocol):
             "controller": {"port": str(self.controller.uart)},
             "ota": {"enabled": False},
             "cameras": [
-                {"id": "cam-1", "name": "North approach", "host": "127.0.0.1", "port": camera_port, "probe": "tcp"}
+                {"id": "cam-1", "name": "North approach", "host": "127.0.0.1", "port": self.camera.port}
+                | {"probe": "tcp"}
             ],
         }
         for section, values in self.config_extra.items():
@@ -385,7 +385,10 @@ class SimulatedPowerDriver(Driver, PowerProtocol):
     (the agent by SIGKILL mid-write), on boots both again (the controller with a power-on
     reset, the agent from its state on flash)."""
 
-    bindings = {"controller": "SimulatedControllerDriver", "node": "SimulatedEdgeNodeDriver"}
+    bindings: ClassVar[dict[str, Any]] = {
+        "controller": "SimulatedControllerDriver",
+        "node": "SimulatedEdgeNodeDriver",
+    }
     delay = attr.ib(default=1.0, validator=attr.validators.instance_of(float))
 
     @Driver.check_active

@@ -71,8 +71,10 @@ def _power_up(rig: Rig, workdir: Path, request: pytest.FixtureRequest) -> None:
     rig.camera.set(True)
     rig.power.on()
     extra = getattr(rig.node, "config_extra", None)
-    if extra is not None:
-        extra.clear()  # the driver lives for the session; a scenario's sections for one test
+    if extra is not None:  # the driver lives for the session; what a scenario adds, for one test
+        extra.clear()
+        rig.node.env_extra.clear()  # type: ignore[attr-defined]
+        rig.node.exec_start = None  # type: ignore[attr-defined]
     marker = request.node.get_closest_marker("node_config")
     if marker is not None:  # a scenario that needs more of the agent (e.g. [ota])
         if extra is None:

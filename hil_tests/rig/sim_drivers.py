@@ -269,7 +269,10 @@ class SimulatedEdgeNodeDriver(Driver, EdgeNodeProtocol):
         self.pin = "482916"
         self.http_port = 0
         self.config_extra: dict[str, Any] = {}  # sections a scenario adds (e.g. [ota])
-        self.env_extra: dict[str, str] = {}
+        self.env_extra: dict[str, str] = {}  # environment a scenario adds (e.g. a fault hook)
+        # The unit's ExecStart, "{config}" standing for the config file's path; None: `watchpost
+        # edge run --config {config}`. The OTA scenarios run the boot selector instead.
+        self.exec_start: list[str] | None = None
         self._agent: _Process | None = None
         self._supervisor: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -325,8 +328,9 @@ class SimulatedEdgeNodeDriver(Driver, EdgeNodeProtocol):
     def _launch(self) -> None:
         assert self._config is not None
         env = dict(os.environ, **self.env_extra)
+        command = self.exec_start or [str(WATCHPOST), "edge", "run", "--config", "{config}"]
         self._agent = _Process(
-            [str(WATCHPOST), "edge", "run", "--config", str(self._config)], self.pole.dir("node.log"), env
+            [part.replace("{config}", str(self._config)) for part in command], self.pole.dir("node.log"), env
         )
         self._stopping.clear()
         self._supervisor = threading.Thread(target=self._supervise, name="systemd", daemon=True)

@@ -40,7 +40,7 @@ def rig_env(env: Environment | None) -> Environment:
 def rig(rig_env: Environment, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Rig]:
     target = rig_env.get_target()
     assert target is not None, "the rig file has no `main` target"
-    lab_options = rig_env.config.get_target_option("main", "lab", {}) if _has_lab(rig_env) else {}
+    lab_options = _lab_options(rig_env)
     for resource in target.resources:
         if hasattr(resource, "workdir"):  # the simulated pole keeps its files under the test's
             resource.workdir = tmp_path / "pole"
@@ -84,12 +84,14 @@ def _power_up(rig: Rig, workdir: Path, request: pytest.FixtureRequest) -> None:
     rig.wait_online()
 
 
-def _has_lab(env: Environment) -> bool:
+def _lab_options(env: Environment) -> dict[str, str]:
+    """The rig file's `lab` option: where the relay listens and the address the node is given
+    (a real rig's Pi is another machine); the simulated rig has none: loopback."""
     try:
-        env.config.get_target_option("main", "lab")
+        options: dict[str, str] = dict(env.config.get_target_option("main", "lab"))
     except KeyError:
-        return False
-    return True
+        return {}
+    return options
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -73,11 +73,18 @@ class SystemdEdgeNodeDriver(Driver, EdgeNodeProtocol):
     def start(self, lab: LabAddresses, workdir: Path) -> None:
         config: dict[str, Any] = {
             "node": {"id": self.node_id, "site_id": self.site_id},
-            "uplink": {"host": lab.broker_host, "port": lab.broker_port, "keepalive_s": 5, "reconnect_max_s": 1},
+            "uplink": {
+                "host": lab.broker_host,
+                "port": lab.broker_port,
+                "keepalive_s": 5,
+                "reconnect_max_s": 1,
+            },
             "http": {"listen": self.address, "port": self.http_port, "pin_file": self.pin_path},
             "telemetry": {"interval_s": 2, "camera_probe_s": 1},
             "controller": {"port": self.uart, "console": self.console},
-            "cameras": [{"id": "cam-1", "name": "Rig camera", "host": self.camera_host, "port": self.camera_port}],
+            "cameras": [
+                {"id": "cam-1", "name": "Rig camera", "host": self.camera_host, "port": self.camera_port}
+            ],
         }
         for section, values in self.config_extra.items():
             if isinstance(values, dict):

@@ -1,4 +1,6 @@
-"""`watchpost demo` and the `watchpost` command line."""
+"""`watchpost demo story` (one pole's narrated walk-through), the `watchpost demo` command's
+options, and the `watchpost` command line. The live demo itself runs in a browser test:
+tests/web/test_demo_browser.py."""
 
 from __future__ import annotations
 
@@ -38,7 +40,11 @@ def test_demo_bell_press_reaches_the_centre_and_lights_the_lamp_over_a_bad_line(
 def test_demo_command_runs_from_the_installed_script(micropython: Path) -> None:
     script = Path(sys.executable).parent / "watchpost"
     result = subprocess.run(
-        [str(script), "demo", "--duration", "10"], capture_output=True, text=True, timeout=180, check=False
+        [str(script), "demo", "story", "--duration", "10"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "lamp ON" in result.stdout
@@ -55,15 +61,30 @@ def test_demo_command_runs_from_the_installed_script(micropython: Path) -> None:
 
 
 def test_demo_link_only_needs_no_broker() -> None:
-    result = CliRunner().invoke(main, ["demo", "--duration", "8", "--link-only"])
+    result = CliRunner().invoke(main, ["demo", "story", "--duration", "8", "--link-only"])
     assert result.exit_code == 0, result.output
     assert "part two" not in result.output
 
 
 def test_demo_refuses_an_impossible_loss_rate() -> None:
-    result = CliRunner().invoke(main, ["demo", "--loss", "1.5"])
+    result = CliRunner().invoke(main, ["demo", "story", "--loss", "1.5"])
     assert result.exit_code == 2
     assert "1.5 is outside 0..0.9" in result.output
+
+
+def test_demo_refuses_a_city_without_simulated_poles() -> None:
+    # Pole 1 is the real one; the camera fault of the first minute needs a simulated pole.
+    result = CliRunner().invoke(main, ["demo", "--poles", "1"])
+    assert result.exit_code == 2
+    assert "1 is not in the range 2<=x<=500" in result.output
+
+
+def test_demo_help_names_the_live_options_and_the_story() -> None:
+    result = CliRunner().invoke(main, ["demo", "--help"])
+    assert result.exit_code == 0
+    for option in ("--poles", "--broker", "--port", "--data-dir", "--for"):
+        assert option in result.output
+    assert "story" in result.output
 
 
 def test_link_decode_shows_frames_and_errors() -> None:

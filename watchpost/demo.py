@@ -1,4 +1,4 @@
-"""`watchpost demo`: the wire contracts at work, in one process, in compressed time.
+"""`watchpost demo story`, part one: the wire contracts at work, in one process, in compressed time.
 
 A pole controller and its edge node talk over a simulated UART that loses writes and picks up
 line noise, using the real link codec and session from `protocols.link`. A citizen presses the
@@ -6,7 +6,8 @@ bell; the edge turns the controller's frame into the MQTT alarm it would publish
 acknowledges; the lamp at the pole lights. The cabinet door opens. Every MQTT payload shown is
 encoded and decoded with `protocols.messages`, as the edge and the fleet will.
 
-The edge agent, broker and fleet manager join this demo as they are built.
+Part two runs the same story for real (watchpost.demo_pole); `watchpost demo` itself is the
+live city (watchpost.demo_live).
 """
 
 from __future__ import annotations

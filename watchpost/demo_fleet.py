@@ -1,4 +1,4 @@
-"""The fleet manager in `watchpost demo`: the real ingest and REST API in this process, on an
+"""The fleet manager in `watchpost demo story`: the real ingest and REST API in this process, on an
 embedded SQLite in the demo's scratch directory. The demo's operator and technician work it
 through the API with their own tokens, as the control centre and a phone would."""
 

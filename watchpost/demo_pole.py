@@ -1,4 +1,4 @@
-"""`watchpost demo`, part two: a pole for real, in real time, on this machine.
+"""`watchpost demo story`, part two: a pole for real, in real time, on this machine.
 
 Everything the pole runs is the real thing: the pole controller firmware on the simulated device
 (the MicroPython unix port behind a pty; GPIO on mock pins where MicroPython has no build), the

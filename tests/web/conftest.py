@@ -76,19 +76,24 @@ class Dashboard:
             has_touch=phone,
             locale="ko-KR" if lang == "ko" else "en-GB",
         )
-        here = urlsplit(self.url).netloc
-
-        def guard(route: Route) -> None:
-            if urlsplit(route.request.url).netloc != here:
-                self.offsite.append(route.request.url)
-                route.abort()
-            else:
-                route.continue_()
-
-        context.route("**/*", guard)
+        refuse_offsite(context, self.url, self.offsite)
         if subject is not None:
             context.add_cookies([{"name": "wp_session", "value": self.tokens[subject], "url": self.url}])
         return context
+
+
+def refuse_offsite(context: BrowserContext, url: str, offsite: list[str]) -> None:
+    """Abort every request of `context` to a host other than `url`'s, and record it in `offsite`."""
+    here = urlsplit(url).netloc
+
+    def guard(route: Route) -> None:
+        if urlsplit(route.request.url).netloc != here:
+            offsite.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    context.route("**/*", guard)
 
 
 def shoot(page: Page, name: str) -> Path:

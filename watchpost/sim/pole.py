@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from watchpost.deploy import install_into
+from watchpost.processes import dying_with_parent
 
 REPO = Path(__file__).resolve().parents[2]
 WATCHPOST = Path(sys.executable).parent / "watchpost"
@@ -33,7 +34,7 @@ def simulated_pole(state_dir: Path) -> Iterator[Path]:
     agent opens (`<state_dir>/uart`). Its inputs: watchpost.sim.controls.SimulatedInputs."""
     install_firmware(state_dir / "flash")
     process = subprocess.Popen(
-        [str(WATCHPOST), "sim", "controller", "--state-dir", str(state_dir)],
+        dying_with_parent([str(WATCHPOST), "sim", "controller", "--state-dir", str(state_dir)]),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

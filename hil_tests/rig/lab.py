@@ -1,7 +1,9 @@
 """The lab host's side of a rig, the same on every rig: the project's own Mosquitto, the
 network relay the node reaches it through (`NetworkCut`), and `watchpost fleet serve` as a
 process on its own SQLite database, with the people who work it: an operator and a technician,
-each with a token of their role.
+each with a token of their role. The lab has its own release-signing key pair, made for each
+lab; the fleet trusts its public half, so a scenario can upload releases it signs with the
+private half (hil_tests/rig/ota.py).
 
 On a real rig the node is another machine: the lab host's address and the relay's port are
 then the rig file's `lab` options, and the Pi's agent is configured with them (docs/hil.md).
@@ -23,6 +25,7 @@ from typing import Any, Self
 from hil_tests.rig.netcut import NetworkCut
 from watchpost.broker import MosquittoBroker, free_port
 from watchpost.fleetprocess import FleetProcess
+from watchpost.ota.keys import generate
 
 WAIT_S = 60.0  # a guard against hanging, not a performance figure
 
@@ -121,6 +124,8 @@ class Lab(contextlib.ExitStack):
     def __enter__(self) -> Self:
         super().__enter__()
         try:
+            # `release_key` signs (0600), `release_pub` is what the fleet and the nodes pin.
+            self.release_key, self.release_pub, _ = generate(self.workdir / "keys", "lab-release")
             self.broker = self.enter_context(MosquittoBroker())
             self.net = self.enter_context(
                 NetworkCut(self.broker.host, self.broker.port, listen_host=self.listen_host)
@@ -153,8 +158,10 @@ class Lab(contextlib.ExitStack):
         home.mkdir(parents=True, exist_ok=True)
         port = free_port()
         settings = home / "fleet.toml"
-        # Offline tickets open at the node's death: a rig test cannot wait the production
-        # 5 minutes of grace, and it checks the ticket closes again on the rebirth.
+        # Offline tickets open at the node's death and close at its rebirth: a rig test cannot
+        # wait the production 5 minutes of grace either way, and a ticket left open by a restart
+        # (an update's) would hold the node out of the next campaign. Campaigns tick every
+        # 0.2 s (production: 5 s); nodes fetch releases from the advertised address.
         settings.write_text(
             f"""
 [fleet]
@@ -164,11 +171,18 @@ data_dir = "{home / "data"}"
 host = "{self.broker.host}"
 port = {self.broker.port}
 [api]
-host = "127.0.0.1"
+host = "{self.listen_host}"
 port = {port}
 [faults]
 heartbeat_timeout_s = 60
 offline_raise_after_s = 0
+[faults.debounce.offline]
+raise_after_s = 0
+clear_after_s = 0
+[ota]
+trusted_keys = ["{self.release_pub}"]
+public_url = "http://{self.advertise_host}:{port}"
+tick_s = 0.2
 """
         )
         return FleetProcess(settings, data_dir=home / "data", port=port)

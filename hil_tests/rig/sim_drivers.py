@@ -229,7 +229,7 @@ class SimulatedCameraDriver(Driver, DigitalOutputProtocol):
             self._thread = threading.Thread(target=self._serve, args=(listener,), daemon=True)
             self._thread.start()
         elif not status and self._listener is not None:
-            self._listener.close()
+            self._unplug(self._listener)
             self._listener = None
 
     @Driver.check_active
@@ -244,9 +244,18 @@ class SimulatedCameraDriver(Driver, DigitalOutputProtocol):
                 connection, _ = listener.accept()
                 connection.close()
 
+    @staticmethod
+    def _unplug(listener: socket.socket) -> None:
+        # A bare close() leaves the port bound while _serve's thread sits in accept() (Linux):
+        # the next set(True), in this test or the next, would find it in use. shutdown() wakes
+        # the accept, and the thread ends.
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)
+        listener.close()
+
     def on_deactivate(self) -> None:
         if self._listener is not None:
-            self._listener.close()
+            self._unplug(self._listener)
             self._listener = None
 
 
@@ -380,6 +389,9 @@ class SimulatedEdgeNodeDriver(Driver, EdgeNodeProtocol):
 
     def on_deactivate(self) -> None:
         self.stop()
+        # The driver outlives the test: the next test's power-on must not start this test's
+        # agent again (its config, its ExecStart) beside the one the next test configures.
+        self._config = None
 
 
 @target_factory.reg_driver

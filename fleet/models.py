@@ -3,7 +3,7 @@ registers them all on fleet.db.Base. A new domain's models are added here."""
 
 from fleet.access.models import ApiToken
 from fleet.alarms.models import BellAlarmRecord
-from fleet.audit.models import AuditEntry
+from fleet.audit.models import AuditEntry, AuditHead
 from fleet.escalations.models import EscalationSent
 from fleet.faults.store import FaultConditionRow, FaultTicketRow
 from fleet.inspections.models import Inspection
@@ -14,6 +14,7 @@ from fleet.ota.models import OtaCampaign, OtaCampaignNode, OtaRelease
 __all__ = [
     "ApiToken",
     "AuditEntry",
+    "AuditHead",
     "BellAlarmRecord",
     "Camera",
     "Controller",

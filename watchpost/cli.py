@@ -435,6 +435,8 @@ def fleet_issue_token(config_path: Path | None, subject: str, role: str) -> None
 
     try:
         settings = load_settings(config_path)
+        if settings.database_url.startswith("sqlite:///"):  # as `serve` does on a fresh machine
+            settings.fleet.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.database_url)
     except SettingsError as error:
         click.echo(f"settings error: {error}", err=True)
@@ -457,6 +459,35 @@ def fleet_issue_token(config_path: Path | None, subject: str, role: str) -> None
     finally:
         engine.dispose()
     click.echo(issued.token)
+
+
+@fleet.command("audit-verify")
+@click.option("--config", "config_path", default=None, type=click.Path(dir_okay=False, path_type=Path))
+def fleet_audit_verify(config_path: Path | None) -> None:
+    """Check the audit log's hash chain from its first entry to its head. Exit 1, naming the
+    first entry where it breaks, when an entry was changed, removed or reordered."""
+    from sqlalchemy.orm import Session
+
+    from fleet.audit.chain import verify
+    from fleet.db import make_engine
+    from fleet.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(config_path)
+    except SettingsError as error:
+        click.echo(f"settings error: {error}", err=True)
+        sys.exit(2)
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as db:
+            found = verify(db)
+    finally:
+        engine.dispose()
+    if found.ok:
+        click.echo(f"audit log: {found.checked} entries, the chain is whole")
+        return
+    click.echo(f"audit log: BROKEN after {found.checked} good entries: {found.problem}")
+    sys.exit(1)
 
 
 @main.group()

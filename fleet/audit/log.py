@@ -8,7 +8,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from fleet.audit.models import AuditEntry
+from fleet.audit.chain import GENESIS, entry_digest
+from fleet.audit.models import AuditEntry, AuditHead
+
+
+def _advance_head(session: Session) -> tuple[int, str]:
+    """Take the next place in the chain. The UPDATE comes first so it holds the head's row
+    (PostgreSQL) or the write lock (SQLite) until the caller's transaction ends: appends are
+    serialised, and the hash read here is still the last when this entry commits."""
+    moved = session.execute(
+        sa.update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.last_sha256)
+    ).one_or_none()
+    if moved is None:  # a database made without the migrations' head row
+        session.add(AuditHead(id=1, seq=1, last_sha256=GENESIS))
+        session.flush()
+        return 1, GENESIS
+    return int(moved.seq), str(moved.last_sha256)
 
 
 def record(
@@ -21,15 +39,24 @@ def record(
     target: str,
     detail: dict[str, Any] | None = None,
 ) -> AuditEntry:
+    seq, prev = _advance_head(session)
+    text = json.dumps(detail or {}, sort_keys=True, default=str)
+    digest = entry_digest(
+        prev, seq=seq, at_ms=at_ms, actor=actor, role=role, action=action, target=target, detail=text
+    )
     entry = AuditEntry(
         at_ms=at_ms,
         actor=actor,
         role=role,
         action=action,
         target=target,
-        detail=json.dumps(detail or {}, sort_keys=True, default=str),
+        detail=text,
+        seq=seq,
+        prev_sha256=prev,
+        entry_sha256=digest,
     )
     session.add(entry)
+    session.execute(sa.update(AuditHead).where(AuditHead.id == 1).values(last_sha256=digest))
     return entry
 
 

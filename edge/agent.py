@@ -136,7 +136,12 @@ class Agent:
         self.pole = pole
         self.bookmarks = Bookmarks(window_ms=config.rules.bookmark_window_s * 1000)
         self.log_ring = log_ring or LogRing()
-        self.commands = CommandRunner(self._command_handlers(), publish=self.store, clock_ms=clock_ms)
+        self.commands = CommandRunner(
+            self._command_handlers(),
+            publish=self.store,
+            clock_ms=clock_ms,
+            state_dir=config.node.state_dir,
+        )
         self.notifier = Notifier(environ)
         self.counters = AgentCounters()
         self.lamp_on_until_ms: int | None = None

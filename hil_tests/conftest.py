@@ -45,11 +45,13 @@ def rig(rig_env: Environment, tmp_path: Path, request: pytest.FixtureRequest) ->
         if hasattr(resource, "workdir"):  # the simulated pole keeps its files under the test's
             resource.workdir = tmp_path / "pole"
             resource.workdir.mkdir()
+    fleet_marker = request.node.get_closest_marker("fleet_config")  # TOML a scenario adds
     with (
         Lab(
             tmp_path / "lab",
             listen_host=lab_options.get("listen", "127.0.0.1"),
             advertise_host=lab_options.get("address", "127.0.0.1"),
+            fleet_settings=fleet_marker.args[0] if fleet_marker is not None else "",
         ) as lab,
         Observer(lab.broker, "watchpost/v1/node/#") as seen,
     ):

@@ -115,11 +115,19 @@ class Fleet:
 class Lab(contextlib.ExitStack):
     """Broker, relay and fleet, started in `workdir`; stopped when the block ends."""
 
-    def __init__(self, workdir: Path, *, listen_host: str = "127.0.0.1", advertise_host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        listen_host: str = "127.0.0.1",
+        advertise_host: str = "127.0.0.1",
+        fleet_settings: str = "",
+    ):
         super().__init__()
         self.workdir = workdir
         self.listen_host = listen_host
         self.advertise_host = advertise_host
+        self.fleet_settings = fleet_settings  # TOML a scenario adds, e.g. [faults.debounce.camera]
 
     def __enter__(self) -> Self:
         super().__enter__()
@@ -183,6 +191,7 @@ clear_after_s = 0
 trusted_keys = ["{self.release_pub}"]
 public_url = "http://{self.advertise_host}:{port}"
 tick_s = 0.2
+{self.fleet_settings}
 """
         )
         return FleetProcess(settings, data_dir=home / "data", port=port)

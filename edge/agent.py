@@ -44,7 +44,7 @@ from edge.outbox import (
     OutboxLimits,
     RecordId,
 )
-from edge.pole import BellPress, PoleEvent, PoleInputs
+from edge.pole import BellPress, ControllerRestarted, PoleEvent, PoleInputs
 from edge.rules import (
     Bookmarks,
     VideoRecord,
@@ -314,6 +314,10 @@ class Agent:
         self.store(event_for(event))
         self.counters.events += 1
         await self.committer.flush()  # rare, and the controller waits for this ack
+        if isinstance(event, ControllerRestarted):
+            # The birth carries the controller's firmware and reset cause: a new one keeps the
+            # fleet's view of the pole current (a first birth may even precede the first HELLO).
+            self.uplink.rebirth()
 
     async def accept_video(self, records: list[VideoRecord]) -> None:
         """Video metadata pushed by a camera or the NVR: durable when this returns.

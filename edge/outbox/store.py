@@ -222,6 +222,8 @@ class Outbox:
     def _make_room(self, lane: Lane, size: int) -> None:
         limits = self.limits
         if self._space_tight:
+            self._check_space()  # space may be back: a refused append commits nothing to look again
+        if self._space_tight:
             # The flash is nearly full: hold the outbox at its present size, so each new record
             # takes the place of the oldest video (whose pages the insert then reuses).
             held = sum(self._committed_bytes.values()) + sum(self._pending_bytes.values())
@@ -238,10 +240,13 @@ class Outbox:
                 return
             if decision is Admission.REFUSE:
                 self._count(f"refused_{lane.name.lower()}")
+                why = (
+                    f"the flash has less than {self._min_free_bytes // 2**20} MiB free (outbox.min_free_mb)"
+                    if self._space_tight
+                    else f"the outbox is at its bound ({limits})"
+                )
                 raise OutboxFull(
-                    f"the outbox is at its bound ({limits}) with nothing droppable left: "
-                    f"{lane.name.lower()} record refused",
-                    lane=lane,
+                    f"{why} with nothing droppable left: {lane.name.lower()} record refused", lane=lane
                 )
             victim = Lane.VIDEO if decision is Admission.EVICT_VIDEO else Lane.TELEMETRY
             self._evict_oldest(victim)

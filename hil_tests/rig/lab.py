@@ -134,7 +134,8 @@ class Lab(contextlib.ExitStack):
         try:
             # `release_key` signs (0600), `release_pub` is what the fleet and the nodes pin.
             self.release_key, self.release_pub, _ = generate(self.workdir / "keys", "lab-release")
-            self.broker = self.enter_context(MosquittoBroker())
+            # Sessions kept across a restart, as a city's broker is set up (docs/deploy-mosquitto.md).
+            self.broker = self.enter_context(MosquittoBroker(persistent=True))
             self.net = self.enter_context(
                 NetworkCut(self.broker.host, self.broker.port, listen_host=self.listen_host)
             )
@@ -156,7 +157,7 @@ class Lab(contextlib.ExitStack):
         return LabAddresses(self.advertise_host, self.net.port, self.fleet.url)
 
     def restart_broker(self, down_s: float = 2.0) -> None:
-        """The broker goes away (its sessions with it) and comes back on the same port."""
+        """The broker goes away and comes back on the same port, with the sessions it saved."""
         self.broker.stop()
         time.sleep(down_s)
         self.broker.start()

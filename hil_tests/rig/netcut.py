@@ -4,8 +4,9 @@ the lab host that the node connects to instead of the broker.
 A cut is what a dug-up fibre looks like from both ends: nothing arrives and nothing is
 refused. Bytes stay in the relay (and in the kernels' buffers), connections stay open, new ones
 are accepted but get no answer; each side finds out only through its own timeouts (MQTT
-keepalive). `restore()` lets the held bytes through, in order. `reset()` is the other kind of
-outage, a router reboot: every connection is torn down at once.
+keepalive). `restore()` lets the held bytes through, in order, and drops the connections
+attempted during the cut, which over a real dead link would never have been made. `reset()`
+is the other kind of outage, a router reboot: every connection is torn down at once.
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ class NetworkCut:
         self.connections += 1
         self._writers.add(node_writer)
         try:
-            await self._open.wait()  # a connection made during a cut waits, unanswered
+            if self.is_cut:
+                # Over a dead link this handshake would never have completed: the node has given
+                # up on it by the time the link is back. Held, then dropped at the restore, so
+                # its stale CONNECT never reaches the broker.
+                await self._open.wait()
+                return
             try:
                 broker_reader, broker_writer = await asyncio.open_connection(*self.upstream)
             except OSError:

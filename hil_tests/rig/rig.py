@@ -21,6 +21,7 @@ from hil_tests.rig.protocols import ControllerFaultProtocol, DigitalInputProtoco
 from tests.mqtt_observer import Observer, Seen
 
 BUTTON_HOLD_S = 0.3  # longer than the firmware's debounce, as a thumb is
+BUTTON_RELEASE_S = 0.3  # and let go as long, so two presses in a row are two presses
 
 T = TypeVar("T")
 
@@ -91,6 +92,7 @@ class Rig:
         self.bell.set(True)
         time.sleep(BUTTON_HOLD_S)
         self.bell.set(False)
+        time.sleep(BUTTON_RELEASE_S)
 
     # -- what the node sent
 

@@ -30,6 +30,7 @@ from protocols import errors, link, messages, ota, session, topics, visits
 from protocols.messages import Message
 from protocols.session import Verdict
 from protocols.topics import Direction, Kind
+from watchpost.broker import acl_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -850,21 +851,8 @@ def mqtt_topics() -> list[str]:
             ]
         )
     node_subs = [t.replace(f"/{NODE_ID}/", "/{node_id}/") for t in topics.node_subscriptions(NODE_ID)]
-    up, down = Direction.UP.value, Direction.DOWN.value
-    acl = "\n".join(
-        [
-            "# Edge nodes: the MQTT client id is the node id.",
-            f"pattern write {topics.PREFIX}/node/%c/{up}/#",
-            f"pattern read {topics.PREFIX}/node/%c/{down}/#",
-            f"pattern read {topics.PREFIX}/host/+/state",
-            "",
-            "# The fleet manager's account (the user name is the deployment's choice).",
-            "user fleet-manager",
-            f"topic read {topics.PREFIX}/node/+/{up}/#",
-            f"topic write {topics.PREFIX}/node/+/{down}/#",
-            f"topic readwrite {topics.PREFIX}/host/+/state",
-        ]
-    )
+    # The very ACL deploy/mosquitto/acl ships and tests/fleet/ingest/test_bad_input.py runs.
+    acl = acl_rules(fleet_user="fleet")
     return [
         "## 2. MQTT topics",
         "",
@@ -892,13 +880,13 @@ def mqtt_topics() -> list[str]:
         "### Broker ACL",
         "",
         "The direction segment lets the broker confine each node with one pattern per direction. "
-        "Mosquitto `acl_file`, assuming each node connects with its node id as MQTT client id "
-        "(the node's will, its death, is published under its own `up/` and is covered too):",
+        "Mosquitto `acl_file` (`deploy/mosquitto/acl`, made by `watchpost.broker.acl_rules`), "
+        "assuming each node logs in with its node id as user name (the node's will, its death, is "
+        "published under its own `up/` and is covered too):",
         "",
         *fenced("text", acl),
-        "`%c` is whatever client id a client presents: pair these patterns with authentication that "
-        "only lets a node connect under its own id (for example a client certificate whose CN is the "
-        "node id, with `use_identity_as_username true` and `%u` instead of `%c`).",
+        "`%u` is the authenticated user name: a password file, or a client certificate whose CN is "
+        "the node id with `use_identity_as_username true`, keeps a node from naming itself another.",
         "",
     ]
 

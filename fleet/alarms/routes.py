@@ -13,7 +13,7 @@ from fleet.access.roles import Permission
 from fleet.access.tokens import Principal
 from fleet.alarms import service
 from fleet.alarms.models import BellAlarmRecord
-from fleet.api.deps import Audit, DbSession, Nodes, NowMs, PathId, require
+from fleet.api.deps import ROW_ID_MAX, Audit, DbSession, Nodes, NowMs, PathId, require
 from fleet.api.errors import ApiError, not_found
 
 router = APIRouter(tags=["alarms"])
@@ -94,7 +94,7 @@ def list_alarms(
     db: DbSession,
     latched: bool | None = None,
     node: str | None = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> AlarmPage:
     """Newest press first; `latched=true` is what still calls for an operator."""

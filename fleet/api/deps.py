@@ -29,6 +29,9 @@ from protocols.topics import ID_PATTERN
 # Ids in paths: the contract's id pattern (node, site, camera, alarm ids; ticket and token ids
 # are lowercase hex), so a garbled URL is a 422 naming the parameter, not a database error.
 PathId = Annotated[str, Path(pattern=ID_PATTERN)]
+# The largest row id (the tables' INTEGER primary keys, 32-bit on PostgreSQL): a larger paging
+# cursor is the caller's mistake (422), not the database driver's overflow (500).
+ROW_ID_MAX = 2**31 - 1
 
 
 async def no_nul_characters(request: Request) -> None:

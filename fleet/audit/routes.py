@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from fleet.access.roles import Permission
-from fleet.api.deps import DbSession, require
+from fleet.api.deps import ROW_ID_MAX, DbSession, require
 from fleet.audit import log
 
 router = APIRouter(tags=["audit"], dependencies=[Depends(require(Permission.AUDIT_READ))])
@@ -37,7 +37,7 @@ def audit_log(
     target: str | None = None,
     actor: str | None = None,
     action: str | None = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPage:
     rows = log.entries(db, target=target, actor=actor, action=action, before_id=before, limit=limit)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from fleet.access.roles import Permission, Role
 from fleet.access.tokens import Principal
-from fleet.api.deps import Audit, Auditor, DbSession, NowMs, PathId, require
+from fleet.api.deps import ROW_ID_MAX, Audit, Auditor, DbSession, NowMs, PathId, require
 from fleet.api.errors import ApiError, not_found
 from fleet.faults import sla, tickets
 from fleet.faults.sla import SlaPolicy
@@ -194,7 +194,7 @@ def list_faults(
     severity: str | None = None,
     assignee: str | None = None,
     state: TicketState | None = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> TicketPage:
     """Newest first. `status` open: not yet reported or cancelled (a resolved ticket is open

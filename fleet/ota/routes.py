@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from fleet.access.roles import Permission
 from fleet.access.tokens import Principal
-from fleet.api.deps import Audit, DbSession, NowMs, require
+from fleet.api.deps import ROW_ID_MAX, Audit, DbSession, NowMs, require
 from fleet.api.errors import ApiError, error_body, not_found
 from fleet.ota import campaign as core
 from fleet.ota import store
@@ -296,7 +296,7 @@ def list_releases(
     db: DbSession,
     shelf: Shelf,
     component: Literal["edge-agent", "controller-firmware"] | None = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ReleasePage:
     """Newest upload first."""
@@ -489,7 +489,7 @@ def list_campaigns(
     *,
     db: DbSession,
     state: core.CampaignState | None = None,
-    before: Annotated[int | None, Query(ge=1)] = None,
+    before: Annotated[int | None, Query(ge=1, le=ROW_ID_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CampaignPage:
     """Newest first."""
@@ -518,7 +518,7 @@ def list_campaign_nodes(
     campaign_id: CampaignId,
     db: DbSession,
     state: core.NodeState | None = None,
-    wave: Annotated[int | None, Query(ge=0)] = None,
+    wave: Annotated[int | None, Query(ge=0, le=ROW_ID_MAX)] = None,
     after: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> CampaignNodePage:

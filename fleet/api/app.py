@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 
 from fleet.access.routes import router as access_routes
 from fleet.alarms.routes import router as alarm_routes
-from fleet.api import errors
+from fleet.api import errors, headers
 from fleet.api.deps import NodeLink, no_nul_characters
 from fleet.audit.routes import router as audit_routes
 from fleet.faults.routes import router as fault_routes
@@ -63,6 +63,7 @@ def create_app(
     # Without [ota] settings (tests of other domains): no trusted key, nowhere to keep uploads.
     app.state.ota_shelf = ReleaseShelf(ota or OtaConfig())
     errors.install(app)
+    headers.install(app, docs_path=f"{API_PREFIX}/docs")
     routers = (
         access_routes,
         inventory_routes,

@@ -89,3 +89,17 @@ def test_tokens_are_issued_used_and_revoked(api: Api) -> None:
     assert (bad_subject.status, bad_subject.body["error"]["details"][0]["field"]) == (422, "subject")
     actions = [e["action"] for e in admin.get("/api/v1/audit").body["items"]]
     assert actions == ["token.revoke", "token.issue"]
+
+
+def test_every_answer_carries_the_security_headers(api: Api) -> None:
+    for response in (
+        api.anonymous().get("/api/v1/health"),
+        api.anonymous().get("/api/v1/nodes"),  # a refusal too
+        api.anonymous().get("/signin"),
+    ):
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["referrer-policy"] == "no-referrer"
+        policy = response.headers["content-security-policy"]
+        assert "script-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy

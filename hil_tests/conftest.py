@@ -20,8 +20,6 @@ from hil_tests.rig.lab import Lab
 from hil_tests.rig.rig import Rig
 from tests.mqtt_observer import Observer
 
-pytestmark = pytest.mark.hil
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -39,6 +39,7 @@ from edge.agent import Agent
 from edge.cameras.fake import FakeCamera
 from edge.config import parse_config
 from watchpost.broker import BrokerError, MosquittoBroker, free_port
+from watchpost.demo_pole import post_json
 from watchpost.demo_poles import PoleOffline, PoleSpec, SimulatedPoles, camera_purpose, city, sites_csv
 from watchpost.fleetprocess import TOKEN_FILE, FleetProcess, FleetStartError
 from watchpost.sim.controls import ControlError, SimulatedInputs
@@ -139,15 +140,6 @@ class FleetApi:
         return self.call("POST", path, json.dumps(body if body is not None else {}).encode())
 
 
-def _post_json(url: str, body: object, token: str | None = None) -> Any:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 # --- pole 1, for real ---------------------------------------------------------------------------
 
 
@@ -195,9 +187,9 @@ class RealPole:
     async def visit(self, action: str, *, fault_id: str, note: str) -> None:
         """What a technician's phone does on the node's service interface: log in with the
         PIN, then check in (or resolve) for a ticket; the node signs it and sends it on."""
-        login = await asyncio.to_thread(_post_json, f"{self.diagnostics_url}api/login", {"pin": self.pin})
+        login = await asyncio.to_thread(post_json, f"{self.diagnostics_url}api/login", {"pin": self.pin})
         body = {"action": action, "technician": TECHNICIAN, "fault_id": fault_id, "note": note}
-        await asyncio.to_thread(_post_json, f"{self.diagnostics_url}api/visits", body, login["token"])
+        await asyncio.to_thread(post_json, f"{self.diagnostics_url}api/visits", body, login["token"])
 
 
 def _agent_config(

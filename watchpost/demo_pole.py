@@ -132,7 +132,8 @@ def _summary(body: dict[str, Any]) -> str:
     return " ".join(parts)[:150]
 
 
-def _post(url: str, body: object, token: str | None = None) -> dict[str, Any]:
+def post_json(url: str, body: object, token: str | None = None) -> dict[str, Any]:
+    """POST JSON to the node's or the fleet's HTTP; an error status raises (HTTPError)."""
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -240,7 +241,7 @@ async def _scenario(
             "bitrate_kbps": 7500.0,
         }
         say("nvr", "pushes a 10 s recording segment of cam-north")
-        await api(_post, f"{base}/api/v1/video-metadata", segment)
+        await api(post_json, f"{base}/api/v1/video-metadata", segment)
 
         # The citizen's call: from the button to the operator's screen, then the lamp.
         say("citizen", "presses the emergency call bell")
@@ -279,10 +280,10 @@ async def _scenario(
         say("operator", "acknowledges the ticket and dispatches tech-0193")
 
         # The technician at the pole: the node signs the check-in, the fleet verifies it.
-        token = (await api(_post, f"{base}/diag/api/login", {"pin": PIN}))["token"]
+        token = (await api(post_json, f"{base}/diag/api/login", {"pin": PIN}))["token"]
         say("technician", "arrives, logs in to the node's diagnostics, checks in for the ticket")
         await api(
-            _post,
+            post_json,
             f"{base}/diag/api/visits",
             {"action": "check-in", "technician": "tech-0193", "fault_id": ticket["ticket_id"]},
             token,

@@ -6,17 +6,44 @@ SIGKILL). Its stderr goes to a file, whose tail is in the error when it does not
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from watchpost.processes import ServerProcess, dying_with_parent, stop
 
 WATCHPOST = Path(sys.executable).parent / "watchpost"
 TOKEN_FILE = "admin.token"  # written by `watchpost fleet serve` into [fleet] data_dir (0600)
+
+
+def call_json(
+    url: str, method: str = "GET", body: Any = None, *, token: str | None = None, timeout: float = 15.0
+) -> tuple[int, Any]:
+    """One call to the fleet's JSON API: (status, decoded body), error statuses included, for
+    the callers that check a refusal as closely as an answer. A body that is not JSON (a proxy's
+    page, an empty 204) comes back as its text."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, method=method, data=data, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, _decoded(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _decoded(error.read())
+
+
+def _decoded(raw: bytes) -> Any:
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        return raw.decode(errors="replace")
 
 
 class FleetStartError(RuntimeError):

@@ -12,10 +12,7 @@ then the rig file's `lab` options, and the Pi's agent is configured with them (d
 from __future__ import annotations
 
 import contextlib
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import Any, Self
 
 from hil_tests.rig.netcut import NetworkCut
 from watchpost.broker import MosquittoBroker, free_port
-from watchpost.fleetprocess import FleetProcess
+from watchpost.fleetprocess import FleetProcess, call_json
 from watchpost.ota.keys import generate
 
 WAIT_S = 60.0  # a guard against hanging, not a performance figure
@@ -55,17 +52,7 @@ class Fleet:
         self.tokens[subject] = self.post("/tokens", {"subject": subject, "role": role}, who="admin")["token"]
 
     def call(self, method: str, path: str, body: Any = None, *, who: str = "operator-7") -> tuple[int, Any]:
-        request = urllib.request.Request(
-            f"{self.url}/api/v1{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.tokens[who]}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=15) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+        return call_json(f"{self.url}/api/v1{path}", method, body, token=self.tokens[who])
 
     def get(self, path: str, *, who: str = "operator-7") -> Any:
         status, body = self.call("GET", path, who=who)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -77,8 +78,8 @@ class NetworkCut:
 
     # -- inside the relay's loop
 
-    def _call(self, action: object) -> None:
-        assert callable(action)
+    def _call(self, action: Callable[[], None]) -> None:
+        """Run `action` in the relay's loop and wait until it has run."""
         done = threading.Event()
 
         def run() -> None:

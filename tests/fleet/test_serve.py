@@ -4,13 +4,10 @@ it through the API; what goes back to the pole arrives on its MQTT topics."""
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from protocols import messages as m
 from protocols.topics import Kind, host_state_topic, node_topic
 from tests.mqtt_observer import Observer
 from watchpost.broker import MosquittoBroker, free_port
-from watchpost.fleetprocess import FleetProcess
+from watchpost.fleetprocess import FleetProcess, call_json
 
 pytestmark = [pytest.mark.broker, pytest.mark.postgres]
 WATCHPOST = Path(sys.executable).parent / "watchpost"
@@ -36,17 +33,8 @@ class Fleet:
         self.process, self.port, self.token, self.stderr = process, port, token, stderr
 
     def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/api/v1{path}",
-            method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {token or self.token}", "Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+        url = f"http://127.0.0.1:{self.port}/api/v1{path}"
+        return call_json(url, method, body, token=token or self.token, timeout=10)
 
     def until(self, path: str, wanted: Any, timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout
